@@ -1,0 +1,263 @@
+"""Choose and connect the Redis that the online feature store and streams use.
+
+Introduced in ``notebooks/00_environment.ipynb``. The rule, in order:
+
+1. ``REDIS_URL`` is set: use that server. If it does not answer, raise
+   :class:`RedisUnavailable` (a reader who named a server wants that server,
+   not a silent fallback).
+2. A ``redis-server`` binary is on ``PATH``: start a private one on a free
+   loopback port for the life of this process (:class:`PrivateRedisServer`).
+3. Otherwise: `fakeredis`, an in-process emulation. Same commands, no network,
+   so latency figures measured on it mean nothing; notebooks say so.
+
+Whatever is chosen is announced in one line (:meth:`RedisBackend.describe`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import fakeredis
+import redis
+
+from mlsd_lib.config import Settings, load_settings
+from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
+from mlsd_lib.processes import die_with_parent, tail
+
+BackendKind = Literal["redis-url", "private-redis-server", "fakeredis"]
+
+
+class RedisUnavailable(ConnectionError):
+    """No usable Redis: the message says which one was tried and what to do."""
+
+
+class RealBackendRequired(RuntimeError):
+    """``MLSD_REQUIRE_REAL_BACKENDS=1`` is set but only a fallback was available."""
+
+
+@dataclass
+class RedisBackend:
+    """A connected Redis client plus the story of how it was chosen."""
+
+    client: redis.Redis
+    kind: BackendKind
+    address: str
+    reason: str
+    server_version: str
+    _server: PrivateRedisServer | None = field(default=None, repr=False)
+
+    @property
+    def is_real(self) -> bool:
+        """True for a real ``redis-server`` (network round trips are real)."""
+        return self.kind != "fakeredis"
+
+    def describe(self) -> str:
+        """One line for a notebook's top: what runs, where, and why."""
+        if self.kind == "fakeredis":
+            what = f"fakeredis {fakeredis.__version__} (in-process emulation)"
+        else:
+            what = f"redis-server {self.server_version} at {self.address}"
+        return f"Redis backend: {what}; {self.reason}"
+
+    def close(self) -> None:
+        """Close the client and stop the private server, if this backend owns one."""
+        self.client.close()
+        if self._server is not None:
+            self._server.stop()
+
+
+class PrivateRedisServer:
+    """A ``redis-server`` on a free loopback port, owned by this process.
+
+    Persistence is off (``--save ''``, no AOF): it is a scratch server whose data
+    lives as long as the process. Use it as a context manager, or call
+    :meth:`start` and :meth:`stop`; it is also stopped at interpreter exit, and
+    on Linux the kernel stops it if this process is killed.
+    """
+
+    def __init__(self, binary: str = "redis-server", startup_timeout_s: float = 10.0):
+        self.binary = binary
+        self.startup_timeout_s = startup_timeout_s
+        self.port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("PrivateRedisServer is not running: call start() first.")
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def start(self, attempts: int = 3) -> PrivateRedisServer:
+        """Start the server and wait until it answers PING.
+
+        Retries on a fresh port when another process grabbed the chosen one.
+        """
+        last_log = ""
+        for _ in range(attempts):
+            self._workdir = Path(tempfile.mkdtemp(prefix="mlsd-redis-"))
+            log_path = self._workdir / "redis.log"
+            self.port = free_loopback_port()
+            args = [
+                self.binary, "--port", str(self.port), "--bind", LOOPBACK,
+                "--save", "", "--appendonly", "no", "--dir", str(self._workdir),
+                "--logfile", str(log_path), "--protected-mode", "yes",
+            ]  # fmt: skip
+            self._process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - only sets a signal
+            )
+            probe = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=1.0)
+            try:
+                ready = wait_until(
+                    lambda: self._process.poll() is None and probe.ping(),
+                    timeout_s=self.startup_timeout_s,
+                )
+            finally:
+                probe.close()
+            if ready:
+                atexit.register(self.stop)
+                return self
+            last_log = log_path.read_text(errors="replace") if log_path.exists() else ""
+            self.stop()
+        raise RedisUnavailable(
+            f"Could not start a private redis-server ({self.binary}) in "
+            f"{self.startup_timeout_s:.0f} s after {attempts} attempts. Its log ends:\n"
+            f"{tail(last_log)}\nSet REDIS_URL to a running Redis instead."
+        )
+
+    def stop(self) -> None:
+        """Stop the server (idempotent) and delete its scratch folder."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> PrivateRedisServer:
+        return self.start() if self._process is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _server_version(client: redis.Redis) -> str:
+    return str(client.info("server").get("redis_version", "unknown"))
+
+
+def _connect_url(url: str) -> RedisBackend:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        raise RedisUnavailable(
+            f"REDIS_URL={url} does not answer ({error}). Start that server "
+            "(e.g. `redis-server --port 6379`), fix REDIS_URL, or unset it to let "
+            "the library start a private redis-server (or fall back to fakeredis)."
+        ) from error
+    return RedisBackend(
+        client=client,
+        kind="redis-url",
+        address=url,
+        reason="chosen by REDIS_URL",
+        server_version=_server_version(client),
+    )
+
+
+def _fakeredis(reason: str) -> RedisBackend:
+    client = fakeredis.FakeRedis()
+    return RedisBackend(
+        client=client,
+        kind="fakeredis",
+        address="in-process",
+        reason=reason,
+        server_version="(emulated)",
+    )
+
+
+def connect_redis(settings: Settings | None = None) -> RedisBackend:
+    """Connect to Redis by the rule in this module's docstring.
+
+    Each call makes a new connection (and maybe a new private server); most code
+    wants the shared one from :func:`get_redis`.
+    """
+    settings = settings or load_settings()
+    if settings.redis_url:
+        return _connect_url(settings.redis_url)
+    binary = shutil.which("redis-server")
+    if binary is None:
+        backend = _fakeredis(
+            "no REDIS_URL and no redis-server on PATH "
+            "(install redis-server or set REDIS_URL for a real one)"
+        )
+    else:
+        try:
+            server = PrivateRedisServer(binary).start()
+        except RedisUnavailable as error:
+            backend = _fakeredis(f"the private redis-server failed to start: {error}")
+        else:
+            client = redis.Redis.from_url(server.url, socket_timeout=5.0)
+            backend = RedisBackend(
+                client=client,
+                kind="private-redis-server",
+                address=server.url.removesuffix("/0"),
+                reason="a private server started for this process (set REDIS_URL "
+                "to use your own)",
+                server_version=_server_version(client),
+                _server=server,
+            )
+    if settings.require_real_backends and not backend.is_real:
+        backend.close()
+        raise RealBackendRequired(
+            f"MLSD_REQUIRE_REAL_BACKENDS is set, but no real Redis is available: "
+            f"{backend.reason}."
+        )
+    return backend
+
+
+_shared: RedisBackend | None = None
+_shared_lock = threading.Lock()
+
+
+def get_redis(*, announce: bool = True) -> RedisBackend:
+    """The process-wide Redis backend, connected on first use.
+
+    The first call announces the choice in one line (``announce=False`` to stay
+    quiet); later calls return the same backend.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = connect_redis()
+            if announce:
+                print(_shared.describe())
+        return _shared
+
+
+def reset_shared_redis() -> None:
+    """Close the shared backend so the next :func:`get_redis` chooses again."""
+    global _shared
+    with _shared_lock:
+        if _shared is not None:
+            with contextlib.suppress(redis.RedisError):
+                _shared.close()
+        _shared = None

@@ -1,0 +1,98 @@
+"""The in-process model server: same interface as Triton, no network.
+
+Used where ``tritonserver`` cannot run (macOS, Windows, a container with too
+little ``/dev/shm``), and as the no-network baseline in benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec, check_inputs
+
+
+@dataclass(frozen=True)
+class BoundModel:
+    """A model registered with a server: its function and its signature."""
+
+    name: str
+    infer_fn: BatchedInferFn
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+
+
+class UnknownModel(KeyError):
+    """The request names a model the server does not host."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+class ModelRegistryMixin:
+    """Model bookkeeping shared by every model server."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, BoundModel] = {}
+
+    def _register(self, model: BoundModel) -> None:
+        if model.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {model.max_batch_size}.")
+        self._models[model.name] = model
+
+    def _model(self, name: str) -> BoundModel:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UnknownModel(
+                f"model {name!r} is not bound to this server (bound: {sorted(self._models)})."
+            ) from None
+
+    @property
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+
+class InProcessModelServer(ModelRegistryMixin):
+    """Calls the bound function directly, after the same input checks Triton makes."""
+
+    kind = "in-process"
+
+    def __init__(self, reason: str = "requested") -> None:
+        super().__init__()
+        self.reason = reason
+
+    def bind(
+        self,
+        name: str,
+        infer_fn: BatchedInferFn,
+        inputs: tuple[TensorSpec, ...],
+        outputs: tuple[TensorSpec, ...],
+        max_batch_size: int = 64,
+    ) -> None:
+        """Register a model. Works before or after :meth:`start`."""
+        self._register(BoundModel(name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size))
+
+    def start(self) -> InProcessModelServer:
+        return self
+
+    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        bound = self._model(model)
+        check_inputs(bound.inputs, inputs)
+        result = bound.infer_fn(**{k: np.asarray(v) for k, v in inputs.items()})
+        return {spec.name: np.asarray(result[spec.name]) for spec in bound.outputs}
+
+    def describe(self) -> str:
+        return f"Model server: in-process (no network); {self.reason}"
+
+    def stop(self) -> None:
+        self._models.clear()
+
+    def __enter__(self) -> InProcessModelServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

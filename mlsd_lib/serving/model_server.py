@@ -1,0 +1,80 @@
+"""Choose the model server: real Triton where it can run, in-process otherwise.
+
+Introduced in ``notebooks/00_environment.ipynb``. Both servers have the same
+interface (:class:`ModelServer`), so notebooks and the gateway do not care which
+one they got; they only print :meth:`ModelServer.describe` so the reader knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+from mlsd_lib.config import Settings, load_settings
+from mlsd_lib.redis_backend import RealBackendRequired
+from mlsd_lib.serving.inprocess import InProcessModelServer
+from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
+from mlsd_lib.serving.triton_server import (
+    TritonServer,
+    TritonStartError,
+    triton_unavailable_reason,
+)
+
+__all__ = ["ModelServer", "TensorSpec", "start_model_server"]
+
+
+class ModelServer(Protocol):
+    """What every model server offers."""
+
+    kind: str
+
+    def bind(
+        self,
+        name: str,
+        infer_fn: BatchedInferFn,
+        inputs: tuple[TensorSpec, ...],
+        outputs: tuple[TensorSpec, ...],
+        max_batch_size: int = 64,
+    ) -> None: ...
+
+    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def describe(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> ModelServer: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+def start_model_server(
+    settings: Settings | None = None, *, announce: bool = True
+) -> TritonServer | InProcessModelServer:
+    """Start Triton if it can run here, else the in-process server, and say which.
+
+    A Triton that is expected to run but fails to start falls back too, with the
+    reason in the announcement, unless ``MLSD_REQUIRE_REAL_BACKENDS`` is set, in
+    which case the failure is raised.
+    """
+    settings = settings or load_settings()
+    reason = triton_unavailable_reason()
+    server: TritonServer | InProcessModelServer
+    if reason is None:
+        try:
+            server = TritonServer().start()
+        except TritonStartError as error:
+            if settings.require_real_backends:
+                raise
+            server = InProcessModelServer(f"tritonserver failed to start: {error}")
+    else:
+        server = InProcessModelServer(f"{reason}")
+    if settings.require_real_backends and server.kind != "triton":
+        raise RealBackendRequired(
+            f"MLSD_REQUIRE_REAL_BACKENDS is set, but tritonserver cannot run here: {reason}."
+        )
+    if announce:
+        print(server.describe())
+    return server

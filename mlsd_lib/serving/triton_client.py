@@ -1,0 +1,79 @@
+"""A small client for a Triton Inference Server, over HTTP or gRPC.
+
+Both protocols speak Triton's KServe v2 API; ``tritonclient`` provides one
+module per protocol with near-identical classes, so one thin wrapper serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import np_to_triton_dtype
+
+Protocol = Literal["http", "grpc"]
+
+
+class TritonClient:
+    """Send named numpy arrays to a model on a Triton server; get named arrays back.
+
+    ``address`` is ``host:port`` without a scheme (the HTTP or gRPC port, to match
+    ``protocol``). ``timeout_s`` bounds each request, so a stuck server cannot hang
+    the caller.
+    """
+
+    def __init__(self, address: str, protocol: Protocol = "http", timeout_s: float = 10.0):
+        if protocol not in ("http", "grpc"):
+            raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}.")
+        self.address = address
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+        if protocol == "http":
+            self._module = httpclient
+            self._client = httpclient.InferenceServerClient(
+                url=address, connection_timeout=timeout_s, network_timeout=timeout_s
+            )
+        else:
+            self._module = grpcclient
+            self._client = grpcclient.InferenceServerClient(url=address)
+
+    def is_server_ready(self) -> bool:
+        return bool(self._client.is_server_ready())
+
+    def is_model_ready(self, model: str) -> bool:
+        return bool(self._client.is_model_ready(model))
+
+    def server_version(self) -> str:
+        metadata = self._client.get_server_metadata()
+        return metadata["version"] if isinstance(metadata, dict) else metadata.version
+
+    def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray], output_names: list[str]
+    ) -> dict[str, np.ndarray]:
+        """One inference request; arrays keep their batch axis."""
+        requests = []
+        for name, array in inputs.items():
+            array = np.ascontiguousarray(array)
+            tensor = self._module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            requests.append(tensor)
+        outputs = [self._module.InferRequestedOutput(name) for name in output_names]
+        if self.protocol == "grpc":
+            result = self._client.infer(
+                model, requests, outputs=outputs, client_timeout=self.timeout_s
+            )
+        else:
+            result = self._client.infer(model, requests, outputs=outputs)
+        return {name: result.as_numpy(name) for name in output_names}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> TritonClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,333 @@
+"""Launch a real Triton Inference Server (the one inside nvidia-pytriton) on loopback.
+
+Introduced in ``notebooks/00_environment.ipynb``. PyTriton ships a ``tritonserver``
+binary that runs on CPU and binds Python callables as models through Triton's
+Python backend; the model code (torch) runs in this process, Triton does the
+HTTP/gRPC front end, scheduling and dynamic batching.
+
+Three things the library handles so a reader never meets them:
+
+* **The libpython mismatch.** The Python-backend stub links ``libpython3.11``
+  and finds the system one first; under a pyenv or conda interpreter that
+  library does not match the running standard library and the model fails to
+  load (``'_thread.RLock' object has no attribute '_recursion_count'``). We put
+  the running interpreter's own lib folder first on ``LD_LIBRARY_PATH``, which
+  PyTriton copies into the server's environment.
+* **Noise.** PyTriton echoes every server log line to stdout from a background
+  thread, which would land in whatever notebook cell runs next. The log goes
+  to a file instead, and its tail is shown when a start fails.
+* **Ports.** HTTP, gRPC and metrics ports are free ones on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+import threading
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
+from mlsd_lib.processes import tail
+from mlsd_lib.serving.inprocess import BoundModel, ModelRegistryMixin
+from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec, check_inputs
+from mlsd_lib.serving.triton_client import Protocol, TritonClient
+
+#: Below this much free ``/dev/shm`` we do not try: PyTriton moves every tensor
+#: through shared memory (4 MiB per model to start, growing 1 MiB at a time), and
+#: some container images (Docker's default is 64 MiB) leave little of it free.
+MIN_FREE_SHM_BYTES = 32 * 1024 * 1024
+
+_SUPPORTED_MACHINES = ("x86_64", "aarch64")
+
+
+class TritonUnavailable(RuntimeError):
+    """``tritonserver`` cannot run on this machine; the message says why."""
+
+
+class TritonStartError(RuntimeError):
+    """``tritonserver`` was started but did not become ready; shows its log tail."""
+
+
+def tritonserver_binary() -> Path | None:
+    """Where nvidia-pytriton keeps its ``tritonserver``, or None if not installed."""
+    try:
+        import pytriton
+    except ImportError:
+        return None
+    binary = Path(pytriton.__file__).parent / "tritonserver" / "bin" / "tritonserver"
+    return binary if binary.exists() else None
+
+
+def triton_unavailable_reason(shm_path: str = "/dev/shm") -> str | None:
+    """Why ``tritonserver`` cannot run here, or None when it should.
+
+    Checks what can be checked without starting it: the platform, the binary,
+    and free shared memory.
+    """
+    machine = os.uname().machine if hasattr(os, "uname") else "unknown"
+    if not sys.platform.startswith("linux"):
+        return f"tritonserver runs on Linux only and this is {sys.platform}"
+    if machine not in _SUPPORTED_MACHINES:
+        return f"nvidia-pytriton ships tritonserver for {_SUPPORTED_MACHINES}, not {machine}"
+    binary = tritonserver_binary()
+    if binary is None:
+        return "nvidia-pytriton (which ships tritonserver) is not installed"
+    if not os.access(binary, os.X_OK):
+        return f"{binary} is not executable"
+    try:
+        free = shutil.disk_usage(shm_path).free
+    except OSError:
+        return f"{shm_path} is missing; Triton's Python backend needs shared memory"
+    if free < MIN_FREE_SHM_BYTES:
+        return (
+            f"only {free / 2**20:.0f} MiB free in {shm_path}; Triton's Python backend "
+            f"needs at least {MIN_FREE_SHM_BYTES / 2**20:.0f} MiB (e.g. docker run --shm-size=1g)"
+        )
+    return None
+
+
+def interpreter_lib_dir() -> Path | None:
+    """The folder holding this interpreter's own ``libpython``, if it is shared."""
+    lib_dir = sysconfig.get_config_var("LIBDIR")
+    library = sysconfig.get_config_var("LDLIBRARY")
+    if not lib_dir or not library or not (Path(lib_dir) / library).exists():
+        return None
+    return Path(lib_dir)
+
+
+def put_interpreter_libpython_first(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Make the Python-backend stub load *this* interpreter's libpython.
+
+    PyTriton starts ``tritonserver`` with a copy of ``os.environ``, so editing it
+    here reaches the server. Idempotent. Changing ``LD_LIBRARY_PATH`` does not
+    affect this process, whose libraries are already loaded.
+    """
+    lib_dir = interpreter_lib_dir()
+    if lib_dir is None:
+        return
+    parts = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    if parts[:1] != [str(lib_dir)]:
+        environ["LD_LIBRARY_PATH"] = os.pathsep.join([str(lib_dir), *[p for p in parts if p != str(lib_dir)]])
+
+
+class TritonServer(ModelRegistryMixin):
+    """A ``tritonserver`` process on loopback serving Python callables.
+
+    Usage::
+
+        with TritonServer() as server:
+            server.bind("ctr", infer_fn, inputs=(...), outputs=(...))
+            scores = server.infer("ctr", {"features": X})
+
+    Models may be bound before or after the start. ``startup_timeout_s`` bounds
+    the wait for readiness; a failure raises :class:`TritonStartError` with the
+    tail of the server log.
+    """
+
+    kind = "triton"
+
+    def __init__(
+        self,
+        *,
+        protocol: Protocol = "http",
+        startup_timeout_s: float = 120.0,
+        request_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.protocol: Protocol = protocol
+        self.startup_timeout_s = startup_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self.metrics_port: int | None = None
+        self._workdir: Path | None = None
+        self._triton: Any = None
+        self._client: TritonClient | None = None
+        self._version = "unknown"
+        self._batching: dict[str, tuple[bool, int]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+    @property
+    def log_path(self) -> Path | None:
+        return None if self._workdir is None else self._workdir / "tritonserver.log"
+
+    @property
+    def is_running(self) -> bool:
+        return self._triton is not None
+
+    def start(self) -> TritonServer:
+        """Start the server, bind the models registered so far, wait until ready."""
+        if self.is_running:
+            return self
+        reason = triton_unavailable_reason()
+        if reason is not None:
+            raise TritonUnavailable(reason)
+        from pytriton.triton import Triton, TritonConfig
+
+        put_interpreter_libpython_first()
+        self._workdir = Path(tempfile.mkdtemp(prefix="mlsd-triton-"))
+        self.http_port, self.grpc_port, self.metrics_port = (
+            free_loopback_port() for _ in range(3)
+        )
+        config = TritonConfig(
+            http_address=LOOPBACK,
+            http_port=self.http_port,
+            grpc_address=LOOPBACK,
+            grpc_port=self.grpc_port,
+            metrics_address=LOOPBACK,
+            metrics_port=self.metrics_port,
+            log_file=self.log_path,
+            exit_timeout_secs=5,
+        )
+        self._triton = Triton(config=config, workspace=self._workdir / "workspace")
+        # PyTriton 0.7 echoes server output to stdout unless told otherwise, and
+        # creates the object holding that flag lazily; both are private, which is
+        # why nvidia-pytriton is pinned exactly and a test watches stdout.
+        self._triton._initialize_server()
+        self._triton._triton_server._verbose = False
+        for model in self._models.values():
+            self._bind_to_triton(model)
+        self._run_with_timeout()
+        address = f"{LOOPBACK}:{self.http_port if self.protocol == 'http' else self.grpc_port}"
+        self._client = TritonClient(address, self.protocol, self.request_timeout_s)
+        self._version = self._client.server_version()
+        return self
+
+    def _run_with_timeout(self) -> None:
+        """``Triton.run()`` in *this* thread, with a watchdog for the timeout.
+
+        The server must be started from a long-lived thread: PyTriton asks Linux to
+        SIGTERM ``tritonserver`` when the thread that spawned it exits
+        (``PR_SET_PDEATHSIG``), so a helper thread cannot do the start.
+        """
+        timed_out = threading.Event()
+
+        def abort() -> None:
+            timed_out.set()
+            self._triton.stop()
+
+        watchdog = threading.Timer(self.startup_timeout_s, abort)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self._triton.run()
+        except Exception as error:
+            why = (
+                f"did not become ready within {self.startup_timeout_s:.0f} s"
+                if timed_out.is_set()
+                else f"failed to start ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            )
+            log = self._read_log()
+            self.stop()
+            raise TritonStartError(f"tritonserver {why}. The server log ends:\n{tail(log, 25)}") from error
+        finally:
+            watchdog.cancel()
+
+    def _read_log(self) -> str:
+        path = self.log_path
+        return path.read_text(errors="replace") if path is not None and path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server (idempotent) and delete its workspace."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        triton, self._triton = self._triton, None
+        if triton is not None:
+            triton.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- models ------------------------------------------------------------------
+    def bind(
+        self,
+        name: str,
+        infer_fn: BatchedInferFn,
+        inputs: tuple[TensorSpec, ...],
+        outputs: tuple[TensorSpec, ...],
+        max_batch_size: int = 64,
+        *,
+        dynamic_batching: bool = True,
+        max_queue_delay_us: int = 0,
+    ) -> None:
+        """Serve ``infer_fn`` as model ``name``.
+
+        ``dynamic_batching`` lets Triton merge concurrent requests into one call of
+        ``infer_fn`` (up to ``max_batch_size`` rows), waiting at most
+        ``max_queue_delay_us`` for more to arrive.
+        """
+        model = BoundModel(name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size)
+        self._register(model)
+        self._batching[name] = (dynamic_batching, max_queue_delay_us)
+        if self.is_running:
+            try:
+                self._bind_to_triton(model)
+            except Exception as error:
+                raise TritonStartError(
+                    f"model {name!r} did not load ({type(error).__name__}: {error}). "
+                    f"The server log ends:\n{tail(self._read_log())}"
+                ) from error
+
+    def _bind_to_triton(self, model: BoundModel) -> None:
+        from pytriton.decorators import batch
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+        dynamic_batching, delay_us = self._batching.get(model.name, (True, 0))
+        infer_fn = model.infer_fn
+
+        @batch
+        def triton_infer(**arrays: np.ndarray) -> dict[str, np.ndarray]:
+            result = infer_fn(**arrays)
+            return {spec.name: np.asarray(result[spec.name]) for spec in model.outputs}
+
+        self._triton.bind(
+            model_name=model.name,
+            infer_func=triton_infer,
+            inputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in model.inputs],
+            outputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in model.outputs],
+            config=ModelConfig(
+                max_batch_size=model.max_batch_size,
+                batching=dynamic_batching,
+                batcher=DynamicBatcher(max_queue_delay_microseconds=delay_us),
+            ),
+            strict=True,
+        )
+
+    # -- requests ----------------------------------------------------------------
+    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Score a batch through the server, after the same checks the in-process server makes."""
+        if self._client is None:
+            raise RuntimeError("TritonServer is not running: use it as a context manager or call start().")
+        bound = self._model(model)
+        check_inputs(bound.inputs, inputs)
+        return self._client.infer(model, inputs, [spec.name for spec in bound.outputs])
+
+    def client(self, protocol: Protocol | None = None) -> TritonClient:
+        """A new client for this server (close it when done)."""
+        if not self.is_running:
+            raise RuntimeError("TritonServer is not running.")
+        protocol = protocol or self.protocol
+        port = self.http_port if protocol == "http" else self.grpc_port
+        return TritonClient(f"{LOOPBACK}:{port}", protocol, self.request_timeout_s)
+
+    def describe(self) -> str:
+        return (
+            f"Model server: tritonserver {self._version} from nvidia-pytriton "
+            f"{metadata.version('nvidia-pytriton')} on {LOOPBACK} "
+            f"(HTTP :{self.http_port}, gRPC :{self.grpc_port})"
+        )
