@@ -65,7 +65,9 @@ def _parse_url(name: str, raw: str | None, schemes: tuple[str, ...]) -> str | No
     url = raw.strip()
     if not url.startswith(tuple(f"{s}://" for s in schemes)):
         examples = " or ".join(f"{s}://127.0.0.1:PORT" for s in schemes)
-        raise ConfigError(f"{name}={raw!r} is not a URL this library reads: use {examples}.")
+        raise ConfigError(
+            f"{name}={raw!r} is not a URL this library reads: use {examples}."
+        )
     return url
 
 
@@ -82,7 +84,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         raise ConfigError(f"MLSD_SEED={seed_raw!r} is not an integer.") from None
     return Settings(
-        redis_url=_parse_url("REDIS_URL", env.get("REDIS_URL"), ("redis", "rediss", "unix")),
+        redis_url=_parse_url(
+            "REDIS_URL", env.get("REDIS_URL"), ("redis", "rediss", "unix")
+        ),
         triton_url=_parse_url("TRITON_URL", env.get("TRITON_URL"), ("http", "grpc")),
         require_real_backends=_parse_flag(
             "MLSD_REQUIRE_REAL_BACKENDS", env.get("MLSD_REQUIRE_REAL_BACKENDS", "")

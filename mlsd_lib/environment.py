@@ -1,4 +1,7 @@
-"""The reader's "is my setup working" report, used by ``notebooks/00_environment.ipynb``."""
+"""The reader's "is my setup working" report.
+
+Used by ``notebooks/00_environment.ipynb``.
+"""
 
 from __future__ import annotations
 
@@ -39,10 +42,15 @@ def package_versions(names: tuple[str, ...] = REPORTED_PACKAGES) -> dict[str, st
 def python_summary() -> str:
     """``CPython 3.11 on Linux x86_64``: the parts of the interpreter that matter."""
     major, minor = sys.version_info[:2]
-    return f"{platform.python_implementation()} {major}.{minor} on {platform.system()} {platform.machine()}"
+    implementation = platform.python_implementation()
+    return (
+        f"{implementation} {major}.{minor} on {platform.system()} {platform.machine()}"
+    )
 
 
 def format_versions(versions: dict[str, str]) -> str:
     """A two-column table, one package a line."""
     width = max(map(len, versions))
-    return "\n".join(f"{name:<{width}}  {version}" for name, version in versions.items())
+    return "\n".join(
+        f"{name:<{width}}  {version}" for name, version in versions.items()
+    )

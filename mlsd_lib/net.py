@@ -25,19 +25,27 @@ def free_loopback_port() -> int:
 
 
 def wait_until(
-    condition: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.05
+    condition: Callable[[], bool],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.05,
+    give_up_if: Callable[[], bool] | None = None,
 ) -> bool:
     """Poll ``condition`` until it returns True or ``timeout_s`` passes.
 
     Exceptions raised by ``condition`` count as "not yet" (a server that is still
-    starting refuses connections). Returns whether the condition became true.
+    starting refuses connections). ``give_up_if`` ends the wait early (a server
+    process that already exited will never answer). Returns whether the
+    condition became true.
     """
     deadline = time.monotonic() + timeout_s
     while True:
+        if give_up_if is not None and give_up_if():
+            return False
         try:
             if condition():
                 return True
-        except Exception:  # noqa: BLE001 - "not ready yet" takes many forms
+        except Exception:
             pass
         if time.monotonic() >= deadline:
             return False

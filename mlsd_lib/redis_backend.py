@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -105,31 +106,40 @@ class PrivateRedisServer:
         for _ in range(attempts):
             self._workdir = Path(tempfile.mkdtemp(prefix="mlsd-redis-"))
             log_path = self._workdir / "redis.log"
+            console_path = (
+                self._workdir / "console.log"
+            )  # what it says before the log opens
             self.port = free_loopback_port()
             args = [
                 self.binary, "--port", str(self.port), "--bind", LOOPBACK,
                 "--save", "", "--appendonly", "no", "--dir", str(self._workdir),
                 "--logfile", str(log_path), "--protected-mode", "yes",
             ]  # fmt: skip
-            self._process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(),  # noqa: PLW1509 - only sets a signal
-            )
+            with console_path.open("wb") as console:
+                self._process = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent(),  # only sets a signal
+                )
             probe = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=1.0)
             try:
                 ready = wait_until(
-                    lambda: self._process.poll() is None and probe.ping(),
+                    probe.ping,
                     timeout_s=self.startup_timeout_s,
+                    give_up_if=functools.partial(_has_exited, self._process),
                 )
             finally:
                 probe.close()
             if ready:
                 atexit.register(self.stop)
                 return self
-            last_log = log_path.read_text(errors="replace") if log_path.exists() else ""
+            last_log = "".join(
+                path.read_text(errors="replace")
+                for path in (console_path, log_path)
+                if path.exists()
+            )
             self.stop()
         raise RedisUnavailable(
             f"Could not start a private redis-server ({self.binary}) in "
@@ -157,6 +167,10 @@ class PrivateRedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _has_exited(process: subprocess.Popen[bytes]) -> bool:
+    return process.poll() is not None
 
 
 def _server_version(client: redis.Redis) -> str:

@@ -40,7 +40,9 @@ class ModelRegistryMixin:
 
     def _register(self, model: BoundModel) -> None:
         if model.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {model.max_batch_size}.")
+            raise ValueError(
+                f"max_batch_size must be >= 1, got {model.max_batch_size}."
+            )
         self._models[model.name] = model
 
     def _model(self, name: str) -> BoundModel:
@@ -48,7 +50,8 @@ class ModelRegistryMixin:
             return self._models[name]
         except KeyError:
             raise UnknownModel(
-                f"model {name!r} is not bound to this server (bound: {sorted(self._models)})."
+                f"model {name!r} is not bound to this server "
+                f"(bound: {sorted(self._models)})."
             ) from None
 
     @property
@@ -74,12 +77,16 @@ class InProcessModelServer(ModelRegistryMixin):
         max_batch_size: int = 64,
     ) -> None:
         """Register a model. Works before or after :meth:`start`."""
-        self._register(BoundModel(name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size))
+        self._register(
+            BoundModel(name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size)
+        )
 
     def start(self) -> InProcessModelServer:
         return self
 
-    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         bound = self._model(model)
         check_inputs(bound.inputs, inputs)
         result = bound.infer_fn(**{k: np.asarray(v) for k, v in inputs.items()})

@@ -15,6 +15,7 @@ import numpy as np
 from mlsd_lib.config import Settings, load_settings
 from mlsd_lib.redis_backend import RealBackendRequired
 from mlsd_lib.serving.inprocess import InProcessModelServer
+from mlsd_lib.serving.remote_triton import RemoteTritonServer
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
 from mlsd_lib.serving.triton_server import (
     TritonServer,
@@ -39,7 +40,9 @@ class ModelServer(Protocol):
         max_batch_size: int = 64,
     ) -> None: ...
 
-    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]: ...
 
     def describe(self) -> str: ...
 
@@ -52,16 +55,23 @@ class ModelServer(Protocol):
 
 def start_model_server(
     settings: Settings | None = None, *, announce: bool = True
-) -> TritonServer | InProcessModelServer:
-    """Start Triton if it can run here, else the in-process server, and say which.
+) -> TritonServer | InProcessModelServer | RemoteTritonServer:
+    """Connect to ``TRITON_URL`` if set; else start Triton if it can run here, else
+    the in-process server; and say which.
 
     A Triton that is expected to run but fails to start falls back too, with the
     reason in the announcement, unless ``MLSD_REQUIRE_REAL_BACKENDS`` is set, in
-    which case the failure is raised.
+    which case the failure is raised. An unreachable ``TRITON_URL`` is always an
+    error: a reader who named a server wants that server.
     """
     settings = settings or load_settings()
+    server: TritonServer | InProcessModelServer | RemoteTritonServer
+    if settings.triton_url:
+        server = RemoteTritonServer(settings.triton_url).start()
+        if announce:
+            print(server.describe())
+        return server
     reason = triton_unavailable_reason()
-    server: TritonServer | InProcessModelServer
     if reason is None:
         try:
             server = TritonServer().start()
@@ -73,7 +83,8 @@ def start_model_server(
         server = InProcessModelServer(f"{reason}")
     if settings.require_real_backends and server.kind != "triton":
         raise RealBackendRequired(
-            f"MLSD_REQUIRE_REAL_BACKENDS is set, but tritonserver cannot run here: {reason}."
+            "MLSD_REQUIRE_REAL_BACKENDS is set, but tritonserver cannot run here: "
+            f"{reason}."
         )
     if announce:
         print(server.describe())

@@ -28,14 +28,16 @@ class TensorSpec:
     shape: tuple[int, ...]
 
     def check(self, array: np.ndarray) -> None:
-        """Raise :class:`MalformedRequest` unless ``array`` is a batch of this tensor."""
-        if array.dtype != np.dtype(self.dtype):
+        """Raise :class:`MalformedRequest` unless ``array`` is a batch of these."""
+        want = np.dtype(self.dtype)
+        if array.dtype != want:
             raise MalformedRequest(
                 f"input {self.name!r} has dtype {array.dtype}, the model expects "
-                f"{np.dtype(self.dtype)}: cast it with .astype(np.{np.dtype(self.dtype)})."
+                f"{want}: cast it with .astype(np.{want})."
             )
         if array.ndim != len(self.shape) + 1 or any(
-            want not in (-1, got) for want, got in zip(self.shape, array.shape[1:], strict=True)
+            size not in (-1, got)
+            for size, got in zip(self.shape, array.shape[1:], strict=True)
         ):
             raise MalformedRequest(
                 f"input {self.name!r} has shape {array.shape}, the model expects "
@@ -43,15 +45,20 @@ class TensorSpec:
             )
 
 
-def check_inputs(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> None:
+def check_inputs(
+    specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]
+) -> None:
     """Check names, dtypes, shapes and a common batch size of a request."""
     expected = {spec.name for spec in specs}
     if set(inputs) != expected:
         raise MalformedRequest(
-            f"inputs {sorted(inputs)} do not match the model's inputs {sorted(expected)}."
+            f"inputs {sorted(inputs)} do not match the model's inputs "
+            f"{sorted(expected)}."
         )
     for spec in specs:
         spec.check(np.asarray(inputs[spec.name]))
     batch_sizes = {np.asarray(array).shape[0] for array in inputs.values()}
     if len(batch_sizes) != 1:
-        raise MalformedRequest(f"inputs disagree on the batch size: {sorted(batch_sizes)}.")
+        raise MalformedRequest(
+            f"inputs disagree on the batch size: {sorted(batch_sizes)}."
+        )

@@ -25,7 +25,9 @@ class TritonClient:
     the caller.
     """
 
-    def __init__(self, address: str, protocol: Protocol = "http", timeout_s: float = 10.0):
+    def __init__(
+        self, address: str, protocol: Protocol = "http", timeout_s: float = 10.0
+    ):
         if protocol not in ("http", "grpc"):
             raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}.")
         self.address = address
@@ -50,6 +52,26 @@ class TritonClient:
         metadata = self._client.get_server_metadata()
         return metadata["version"] if isinstance(metadata, dict) else metadata.version
 
+    def model_signature(
+        self, model: str
+    ) -> dict[str, list[tuple[str, str, tuple[int, ...]]]]:
+        """``{"inputs": [(name, datatype, shape)], "outputs": [...]}`` as the server
+        reports them (shapes include the batch axis, as -1, for batching models)."""
+        metadata = self._client.get_model_metadata(model)
+
+        def tensors(kind: str) -> list[tuple[str, str, tuple[int, ...]]]:
+            if isinstance(metadata, dict):
+                return [
+                    (t["name"], t["datatype"], tuple(int(d) for d in t["shape"]))
+                    for t in metadata[kind]
+                ]
+            return [
+                (t.name, t.datatype, tuple(int(d) for d in t.shape))
+                for t in getattr(metadata, kind)
+            ]
+
+        return {"inputs": tensors("inputs"), "outputs": tensors("outputs")}
+
     def infer(
         self, model: str, inputs: Mapping[str, np.ndarray], output_names: list[str]
     ) -> dict[str, np.ndarray]:
@@ -57,7 +79,9 @@ class TritonClient:
         requests = []
         for name, array in inputs.items():
             array = np.ascontiguousarray(array)
-            tensor = self._module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor = self._module.InferInput(
+                name, list(array.shape), np_to_triton_dtype(array.dtype)
+            )
             tensor.set_data_from_numpy(array)
             requests.append(tensor)
         outputs = [self._module.InferRequestedOutput(name) for name in output_names]

@@ -26,7 +26,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-import threading
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -76,7 +75,10 @@ def triton_unavailable_reason(shm_path: str = "/dev/shm") -> str | None:
     if not sys.platform.startswith("linux"):
         return f"tritonserver runs on Linux only and this is {sys.platform}"
     if machine not in _SUPPORTED_MACHINES:
-        return f"nvidia-pytriton ships tritonserver for {_SUPPORTED_MACHINES}, not {machine}"
+        return (
+            f"nvidia-pytriton ships tritonserver for {_SUPPORTED_MACHINES}, "
+            f"not {machine}"
+        )
     binary = tritonserver_binary()
     if binary is None:
         return "nvidia-pytriton (which ships tritonserver) is not installed"
@@ -89,7 +91,8 @@ def triton_unavailable_reason(shm_path: str = "/dev/shm") -> str | None:
     if free < MIN_FREE_SHM_BYTES:
         return (
             f"only {free / 2**20:.0f} MiB free in {shm_path}; Triton's Python backend "
-            f"needs at least {MIN_FREE_SHM_BYTES / 2**20:.0f} MiB (e.g. docker run --shm-size=1g)"
+            f"needs at least {MIN_FREE_SHM_BYTES / 2**20:.0f} MiB "
+            "(e.g. docker run --shm-size=1g)"
         )
     return None
 
@@ -103,7 +106,9 @@ def interpreter_lib_dir() -> Path | None:
     return Path(lib_dir)
 
 
-def put_interpreter_libpython_first(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+def put_interpreter_libpython_first(
+    environ: dict[str, str] | os._Environ[str] = os.environ,
+) -> None:
     """Make the Python-backend stub load *this* interpreter's libpython.
 
     PyTriton starts ``tritonserver`` with a copy of ``os.environ``, so editing it
@@ -115,7 +120,9 @@ def put_interpreter_libpython_first(environ: dict[str, str] | os._Environ[str] =
         return
     parts = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
     if parts[:1] != [str(lib_dir)]:
-        environ["LD_LIBRARY_PATH"] = os.pathsep.join([str(lib_dir), *[p for p in parts if p != str(lib_dir)]])
+        environ["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [str(lib_dir), *[p for p in parts if p != str(lib_dir)]]
+        )
 
 
 class TritonServer(ModelRegistryMixin):
@@ -196,44 +203,63 @@ class TritonServer(ModelRegistryMixin):
         for model in self._models.values():
             self._bind_to_triton(model)
         self._run_with_timeout()
-        address = f"{LOOPBACK}:{self.http_port if self.protocol == 'http' else self.grpc_port}"
+        port = self.http_port if self.protocol == "http" else self.grpc_port
+        address = f"{LOOPBACK}:{port}"
         self._client = TritonClient(address, self.protocol, self.request_timeout_s)
         self._version = self._client.server_version()
         return self
 
     def _run_with_timeout(self) -> None:
-        """``Triton.run()`` in *this* thread, with a watchdog for the timeout.
+        """Start ``tritonserver`` from *this* thread, wait for it, then load the models.
 
-        The server must be started from a long-lived thread: PyTriton asks Linux to
+        The process must be spawned by a long-lived thread: PyTriton asks Linux to
         SIGTERM ``tritonserver`` when the thread that spawned it exits
-        (``PR_SET_PDEATHSIG``), so a helper thread cannot do the start.
+        (``PR_SET_PDEATHSIG``). PyTriton's own ``run()`` waits up to 120 s for
+        readiness whatever we ask, so we spawn with its ``_run_server()`` and do
+        the bounded wait ourselves before ``connect()`` loads the bound models.
         """
-        timed_out = threading.Event()
-
-        def abort() -> None:
-            timed_out.set()
-            self._triton.stop()
-
-        watchdog = threading.Timer(self.startup_timeout_s, abort)
-        watchdog.daemon = True
-        watchdog.start()
+        process = self._triton._triton_server
+        self._triton._run_server()
+        probe = TritonClient(f"{LOOPBACK}:{self.http_port}", "http", timeout_s=1.0)
         try:
-            self._triton.run()
-        except Exception as error:
+            ready = wait_until(
+                probe.is_server_ready,
+                timeout_s=self.startup_timeout_s,
+                interval_s=0.1,
+                give_up_if=lambda: not process.is_alive(),
+            )
+        finally:
+            probe.close()
+        if not ready:
             why = (
                 f"did not become ready within {self.startup_timeout_s:.0f} s"
-                if timed_out.is_set()
-                else f"failed to start ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+                if process.is_alive()
+                else "exited during start-up"
             )
-            log = self._read_log()
-            self.stop()
-            raise TritonStartError(f"tritonserver {why}. The server log ends:\n{tail(log, 25)}") from error
-        finally:
-            watchdog.cancel()
+            self._fail(why)
+        try:
+            self._triton.connect()
+        except Exception as error:
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            self._fail(
+                f"could not load its models ({type(error).__name__}: {first_line})",
+                error,
+            )
+
+    def _fail(self, why: str, cause: BaseException | None = None) -> None:
+        log = self._read_log()
+        self.stop()
+        raise TritonStartError(
+            f"tritonserver {why}. The server log ends:\n{tail(log, 25)}"
+        ) from cause
 
     def _read_log(self) -> str:
         path = self.log_path
-        return path.read_text(errors="replace") if path is not None and path.exists() else ""
+        return (
+            path.read_text(errors="replace")
+            if path is not None and path.exists()
+            else ""
+        )
 
     def stop(self) -> None:
         """Stop the server (idempotent) and delete its workspace."""
@@ -271,7 +297,9 @@ class TritonServer(ModelRegistryMixin):
         ``infer_fn`` (up to ``max_batch_size`` rows), waiting at most
         ``max_queue_delay_us`` for more to arrive.
         """
-        model = BoundModel(name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size)
+        model = BoundModel(
+            name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size
+        )
         self._register(model)
         self._batching[name] = (dynamic_batching, max_queue_delay_us)
         if self.is_running:
@@ -298,8 +326,12 @@ class TritonServer(ModelRegistryMixin):
         self._triton.bind(
             model_name=model.name,
             infer_func=triton_infer,
-            inputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in model.inputs],
-            outputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in model.outputs],
+            inputs=[
+                Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in model.inputs
+            ],
+            outputs=[
+                Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in model.outputs
+            ],
             config=ModelConfig(
                 max_batch_size=model.max_batch_size,
                 batching=dynamic_batching,
@@ -309,10 +341,15 @@ class TritonServer(ModelRegistryMixin):
         )
 
     # -- requests ----------------------------------------------------------------
-    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Score a batch through the server, after the same checks the in-process server makes."""
+    def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Score a batch through the server, after the in-process server's checks."""
         if self._client is None:
-            raise RuntimeError("TritonServer is not running: use it as a context manager or call start().")
+            raise RuntimeError(
+                "TritonServer is not running: use it as a context manager or "
+                "call start()."
+            )
         bound = self._model(model)
         check_inputs(bound.inputs, inputs)
         return self._client.infer(model, inputs, [spec.name for spec in bound.outputs])

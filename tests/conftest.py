@@ -1,0 +1,59 @@
+"""Shared fixtures: Redis on both backends, and the real-server skips.
+
+Every Redis-backed test takes the ``redis_client`` fixture, which is
+parametrized over ``fakeredis`` and a real ``redis-server`` (``REDIS_URL`` if
+set, else a private server when the binary is on PATH). The real case is
+skipped, with the reason, only when neither exists; CI always has one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+import redis
+
+from mlsd_lib.redis_backend import PrivateRedisServer
+from mlsd_lib.serving.triton_server import triton_unavailable_reason
+
+NO_REAL_REDIS = (
+    "no REDIS_URL and no redis-server on PATH (CI provides one: see .ci/run)"
+)
+
+
+@pytest.fixture(scope="session")
+def real_redis_url() -> Iterator[str]:
+    """A real Redis for this test session, or a skip that says why not."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip(NO_REAL_REDIS)
+    with PrivateRedisServer(binary) as server:
+        yield server.url
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("real", marks=pytest.mark.redis)])
+def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A Redis client on each backend, on an empty database."""
+    if request.param == "fakeredis":
+        client = fakeredis.FakeRedis()
+    else:
+        client = redis.Redis.from_url(request.getfixturevalue("real_redis_url"))
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def requires_triton() -> None:
+    reason = triton_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"tritonserver cannot run here: {reason}")

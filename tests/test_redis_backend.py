@@ -1,0 +1,168 @@
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import redis
+
+from mlsd_lib import redis_backend
+from mlsd_lib.config import load_settings
+from mlsd_lib.net import free_loopback_port, wait_until
+from mlsd_lib.redis_backend import (
+    PrivateRedisServer,
+    RealBackendRequired,
+    RedisUnavailable,
+    connect_redis,
+)
+
+needs_redis_server = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="no redis-server on PATH"
+)
+
+
+def test_hash_with_ttl_round_trips(redis_client):
+    redis_client.hset("user:42", mapping={"clicks_1h": 3, "ctr_7d": 0.031})
+    redis_client.expire("user:42", 60)
+    assert redis_client.hgetall("user:42") == {b"clicks_1h": b"3", b"ctr_7d": b"0.031"}
+    assert 0 < redis_client.ttl("user:42") <= 60
+
+
+def test_unreachable_redis_url_is_an_error_that_names_redis_url():
+    url = f"redis://127.0.0.1:{free_loopback_port()}/0"  # nothing listens there
+    with pytest.raises(RedisUnavailable) as error:
+        connect_redis(load_settings({"REDIS_URL": url}))
+    message = str(error.value)
+    assert "REDIS_URL" in message and url in message and "unset it" in message
+
+
+def test_no_url_and_no_binary_falls_back_to_fakeredis(monkeypatch):
+    monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
+    backend = connect_redis(load_settings({}))
+    try:
+        assert backend.kind == "fakeredis" and not backend.is_real
+        assert backend.client.ping()
+        line = backend.describe()
+        assert line.startswith("Redis backend: fakeredis")
+        assert "no redis-server on PATH" in line
+    finally:
+        backend.close()
+
+
+def test_fallback_is_an_error_when_real_backends_are_required(monkeypatch):
+    monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
+    with pytest.raises(RealBackendRequired, match="MLSD_REQUIRE_REAL_BACKENDS"):
+        connect_redis(load_settings({"MLSD_REQUIRE_REAL_BACKENDS": "1"}))
+
+
+@pytest.fixture
+def broken_redis_server(tmp_path):
+    broken = tmp_path / "redis-server"
+    broken.write_text("#!/bin/sh\necho 'FATAL: broken on purpose' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    return str(broken)
+
+
+def test_a_server_that_cannot_start_raises_with_its_log(broken_redis_server):
+    server = PrivateRedisServer(broken_redis_server, startup_timeout_s=0.5)
+    with pytest.raises(RedisUnavailable) as error:
+        server.start(attempts=2)
+    assert "FATAL: broken on purpose" in str(error.value)
+    assert "REDIS_URL" in str(error.value)
+
+
+def test_a_binary_that_cannot_start_falls_back_with_the_reason(
+    monkeypatch, broken_redis_server
+):
+    monkeypatch.setattr(redis_backend.shutil, "which", lambda name: broken_redis_server)
+    monkeypatch.setattr(
+        redis_backend,
+        "PrivateRedisServer",
+        functools.partial(PrivateRedisServer, startup_timeout_s=0.5),
+    )
+    backend = connect_redis(load_settings({}))
+    try:
+        assert backend.kind == "fakeredis"
+        assert "failed to start" in backend.reason
+        assert "broken on purpose" in backend.reason
+    finally:
+        backend.close()
+
+
+@needs_redis_server
+@pytest.mark.redis
+def test_private_server_lives_on_loopback_and_cleans_up():
+    server = PrivateRedisServer().start()
+    workdir = server._workdir
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert server.url.startswith("redis://127.0.0.1:")
+        client.set("k", "v")
+        assert client.get("k") == b"v"
+        assert client.config_get("save") == {"save": ""}  # scratch: no RDB snapshots
+    finally:
+        client.close()
+        server.stop()
+    assert not workdir.exists()
+    probe = redis.Redis.from_url(server.url, socket_connect_timeout=0.5)
+    with pytest.raises(redis.ConnectionError):
+        probe.ping()
+    server.stop()  # idempotent
+
+
+@needs_redis_server
+@pytest.mark.redis
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only"
+)
+def test_private_server_dies_with_a_killed_parent():
+    """A kernel killed with SIGKILL runs no atexit; the server must still go away."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from mlsd_lib.redis_backend import PrivateRedisServer
+        server = PrivateRedisServer().start()
+        print(server.port, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(parent.stdout.readline())
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+        assert client.ping()
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+
+        def gone() -> bool:
+            try:
+                client.ping()
+            except redis.ConnectionError:
+                return True
+            return False
+
+        assert wait_until(gone, timeout_s=10), "redis-server outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        parent.stdout.close()
+
+
+def test_shared_backend_is_created_once_and_announced_once(monkeypatch, capsys):
+    monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("MLSD_REQUIRE_REAL_BACKENDS", raising=False)
+    redis_backend.reset_shared_redis()
+    try:
+        first = redis_backend.get_redis()
+        second = redis_backend.get_redis()
+        assert first is second
+        out = capsys.readouterr().out
+        assert out.count("Redis backend:") == 1
+    finally:
+        redis_backend.reset_shared_redis()
