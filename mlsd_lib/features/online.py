@@ -176,10 +176,9 @@ class OnlineStore:
         packed["values"] = latest[view.feature_names].to_numpy(dtype=np.float32)
         payloads = [row.tobytes() for row in packed]
 
-        prefix = records.view_prefix(view)
         try:
             previous = self.client.get(records.current_key(view))
-            generation = str(self.client.incr(f"{prefix}:generations"))
+            generation = str(self.client.incr(records.counter_key(view)))
         except redis.RedisError as error:
             raise self._unavailable(error) from error
         written: list[str] = []

@@ -10,6 +10,7 @@ of them is one GET. NaN marks a feature with no value (served as its default).
 Keys (``{}`` are filled in; ``|`` joins multi-column entity keys)::
 
     fs:{view}@v{version}:current              -> the generation readers use
+    fs:{view}@v{version}:counter              -> the last generation number handed out
     fs:{view}@v{version}:g{generation}:{key}  -> the packed record
 
 Materialization writes a whole new generation, then moves ``current`` to it in
@@ -36,6 +37,10 @@ def view_prefix(view: FeatureView) -> str:
 
 def current_key(view: FeatureView) -> str:
     return f"{view_prefix(view)}:current"
+
+
+def counter_key(view: FeatureView) -> str:
+    return f"{view_prefix(view)}:counter"
 
 
 def record_key(view: FeatureView, generation: str, entity_key: str) -> str:
