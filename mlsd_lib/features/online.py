@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -127,6 +127,75 @@ def _record_dtype(view: FeatureView) -> np.dtype:
     return np.dtype([("ts", "<f8"), ("values", "<f4", (len(view.features),))])
 
 
+@dataclass(frozen=True)
+class _ViewPlan:
+    """How one view contributes to a read: which record fields go to which columns."""
+
+    view: FeatureView
+    current_key: str
+    prefix: str
+    columns: np.ndarray
+    positions: np.ndarray
+    defaults: np.ndarray
+    ttl_seconds: float
+
+
+@dataclass(frozen=True)
+class _ReadPlan:
+    names: tuple[str, ...]
+    views: tuple[_ViewPlan, ...]
+    entity_columns: tuple[str, ...]
+
+    @classmethod
+    def build(cls, registry: FeatureRegistry, refs: tuple[str, ...]) -> _ReadPlan:
+        resolved = registry.resolve(refs)
+        names = tuple(str(FeatureRef.parse(r)) for r in refs)
+        parts = []
+        for view in {v.name: v for v, _ in resolved}.values():
+            columns = [j for j, (v, _) in enumerate(resolved) if v.name == view.name]
+            positions = [resolved[j][1] for j in columns]
+            parts.append(
+                _ViewPlan(
+                    view=view,
+                    current_key=records.current_key(view),
+                    prefix=records.view_prefix(view),
+                    columns=np.array(columns, dtype=np.intp),
+                    positions=np.array(positions, dtype=np.intp),
+                    defaults=view.defaults[positions],
+                    ttl_seconds=view.ttl.total_seconds(),
+                )
+            )
+        entities = tuple(dict.fromkeys(e for p in parts for e in p.view.entities))
+        return cls(names, tuple(parts), entities)
+
+
+def _entity_columns(
+    rows: pd.DataFrame | Sequence[Mapping[str, object]], needed: tuple[str, ...]
+) -> tuple[dict[str, list[object]], int]:
+    """The entity columns a read needs, as plain lists, from either input form."""
+    if isinstance(rows, pd.DataFrame):
+        absent = [c for c in needed if c not in rows.columns]
+        given = list(rows.columns)
+        columns = {c: rows[c].tolist() for c in needed if c in rows.columns}
+        count = len(rows)
+    else:
+        absent = [c for c in needed if rows and c not in rows[0]]
+        given = list(rows[0]) if rows else []
+        try:
+            columns = {c: [row[c] for row in rows] for c in needed if c not in absent}
+        except KeyError as error:
+            raise FeatureStoreError(
+                f"an entity row lacks {error}; every row needs {list(needed)}."
+            ) from None
+        count = len(rows)
+    if absent:
+        raise FeatureStoreError(
+            f"entity rows lack columns {absent} needed by the requested views "
+            f"(given: {given})."
+        )
+    return columns, count
+
+
 class OnlineStore:
     """Feature views in Redis. ``client`` is any redis-py client (or fakeredis)."""
 
@@ -143,6 +212,7 @@ class OnlineStore:
         self.write_chunk_size = write_chunk_size
         self._location = describe_location or "the configured Redis (REDIS_URL)"
         self._read_script = client.register_script(_READ_SCRIPT)
+        self._plans: dict[tuple[str, ...], _ReadPlan] = {}
 
     # -- writes --------------------------------------------------------------------
     def materialize(
@@ -235,53 +305,48 @@ class OnlineStore:
     # -- reads ---------------------------------------------------------------------
     def read(
         self,
-        entity_rows: pd.DataFrame | Sequence[dict[str, object]],
+        entity_rows: pd.DataFrame | Sequence[Mapping[str, object]],
         refs: Sequence[str | FeatureRef],
         *,
         now: float | datetime | pd.Timestamp | None = None,
     ) -> OnlineFeatures:
         """Features for each entity row, in the order of ``refs``: one round trip.
 
-        ``entity_rows`` has a column per entity key the views need (``user_id``,
-        ``ad_id``, ...), one row per output row; rows that share a key (one user,
-        100 candidate ads) fetch its record once. ``now`` (default: the clock)
-        decides staleness: a value older than its view's TTL is served as the
-        default and flagged in ``stale``.
+        ``entity_rows`` (a DataFrame or a list of dicts) has a column per entity key
+        the views need (``user_id``, ``ad_id``, ...), one row per output row; rows
+        that share a key (one user, 100 candidate ads) fetch its record once.
+        ``now`` (default: the clock) decides staleness: a value older than its
+        view's TTL is served as the default and flagged in ``stale``.
+
+        This is the serving hot path, so it avoids pandas: a plan per feature list
+        is computed once and cached, and records decode with one ``frombuffer``.
         """
-        rows = (
-            entity_rows
-            if isinstance(entity_rows, pd.DataFrame)
-            else pd.DataFrame(list(entity_rows))
-        )
-        resolved = self.registry.resolve(refs)
-        names = [
-            str(r if isinstance(r, FeatureRef) else FeatureRef.parse(r)) for r in refs
-        ]
-        views = list({view.name: view for view, _ in resolved}.values())
+        plan = self._plan(tuple(str(r) for r in refs))
+        columns, num_rows = _entity_columns(entity_rows, plan.entity_columns)
 
         keys_args: list[str] = []
         argv: list[str] = []
-        per_view: list[tuple[FeatureView, list[str], np.ndarray]] = []
+        inverses: list[np.ndarray] = []
         total = 0
-        for view in views:
-            absent = [e for e in view.entities if e not in rows.columns]
-            if absent:
-                raise FeatureStoreError(
-                    f"entity rows lack columns {absent} needed by view {view.name!r} "
-                    f"(given: {list(rows.columns)})."
-                )
-            row_keys = [
-                records.entity_key(values)
-                for values in rows[list(view.entities)].itertuples(index=False)
-            ]
-            unique, inverse = np.unique(
-                np.array(row_keys, dtype=object), return_inverse=True
+        for part in plan.views:
+            view = part.view
+            if len(view.entities) == 1:
+                row_keys = [str(v) for v in columns[view.entities[0]]]
+            else:
+                row_keys = [
+                    records.entity_key(values)
+                    for values in zip(*(columns[e] for e in view.entities), strict=True)
+                ]
+            positions: dict[str, int] = {}
+            inverse = np.fromiter(
+                (positions.setdefault(k, len(positions)) for k in row_keys),
+                dtype=np.intp,
+                count=num_rows,
             )
-            unique_keys = [str(k) for k in unique]
-            total += len(unique_keys)
-            keys_args.append(records.current_key(view))
-            argv += [records.view_prefix(view), str(len(unique_keys)), *unique_keys]
-            per_view.append((view, unique_keys, inverse))
+            total += len(positions)
+            keys_args.append(part.current_key)
+            argv += [part.prefix, str(len(positions)), *positions]
+            inverses.append(inverse)
         if total > MAX_RECORDS_PER_READ:
             raise OversizedRequest(
                 f"this read needs {total} records; the limit is {MAX_RECORDS_PER_READ} "
@@ -293,44 +358,53 @@ class OnlineStore:
             raise self._unavailable(error) from error
 
         now_s = _seconds(now)
-        values = np.empty((len(rows), len(names)), dtype=np.float32)
-        missing = np.zeros((len(rows), len(names)), dtype=bool)
-        stale = np.zeros((len(rows), len(names)), dtype=bool)
+        values = np.empty((num_rows, len(plan.names)), dtype=np.float32)
+        missing = np.empty((num_rows, len(plan.names)), dtype=bool)
+        stale = np.empty((num_rows, len(plan.names)), dtype=bool)
         offset = 0
-        for view, unique_keys, inverse in per_view:
-            found_records = raw[offset : offset + len(unique_keys)]
-            offset += len(unique_keys)
-            decoded = np.zeros(len(unique_keys), dtype=_record_dtype(view))
-            decoded["values"] = np.nan
-            present = np.array(
-                [r is not None and r is not False for r in found_records]
-            )
-            if present.any():
-                decoded[present] = self._decode(view, [r for r in found_records if r])
-            expired = present & (now_s - decoded["ts"] > view.ttl.total_seconds())
-            for j, (ref_view, position) in enumerate(resolved):
-                if ref_view.name != view.name:
-                    continue
-                column = decoded["values"][:, position]
-                absent_value = np.isnan(column) | expired
-                served = np.where(absent_value, view.features[position].default, column)
-                values[:, j] = served[inverse]
-                missing[:, j] = absent_value[inverse]
-                stale[:, j] = (expired & ~np.isnan(column))[inverse]
-        return OnlineFeatures(values, missing, stale, names)
+        for part, inverse in zip(plan.views, inverses, strict=True):
+            count = int(inverse.max()) + 1 if num_rows else 0
+            found = raw[offset : offset + count]
+            offset += count
+            decoded = self._decode(part.view, found)
+            record_values = decoded["values"][:, part.positions]
+            expired = (now_s - decoded["ts"]) > part.ttl_seconds
+            empty = np.isnan(record_values)
+            absent = empty | expired[:, None]
+            served = np.where(absent, part.defaults, record_values)
+            values[:, part.columns] = served[inverse]
+            missing[:, part.columns] = absent[inverse]
+            stale[:, part.columns] = (expired[:, None] & ~empty)[inverse]
+        return OnlineFeatures(values, missing, stale, list(plan.names))
+
+    def _plan(self, refs: tuple[str, ...]) -> _ReadPlan:
+        plan = self._plans.get(refs)
+        if plan is None:
+            plan = _ReadPlan.build(self.registry, refs)
+            if len(self._plans) < 1024:  # feature lists are few; never grow unbounded
+                self._plans[refs] = plan
+        return plan
 
     @staticmethod
-    def _decode(view: FeatureView, found: list[bytes]) -> np.ndarray:
+    def _decode(view: FeatureView, found: Sequence[bytes | None]) -> np.ndarray:
+        """Records as a structured array; absent ones read as NaN values at ts -inf."""
         dtype = _record_dtype(view)
-        blob = b"".join(found)
-        if len(blob) != dtype.itemsize * len(found):
-            sizes = sorted({len(r) for r in found})
+        decoded = np.empty(len(found), dtype=dtype)
+        decoded["ts"] = -np.inf
+        decoded["values"] = np.nan
+        present = [i for i, r in enumerate(found) if r]
+        if not present:
+            return decoded
+        blob = b"".join(found[i] for i in present)
+        if len(blob) != dtype.itemsize * len(present):
+            sizes = sorted({len(found[i]) for i in present})
             raise FeatureStoreError(
                 f"records of view {view.name!r} are {sizes} bytes, the definition "
                 f"(v{view.version}, {len(view.features)} features) needs "
                 f"{dtype.itemsize}: bump the view's version when its features change."
             )
-        return np.frombuffer(blob, dtype=dtype)
+        decoded[present] = np.frombuffer(blob, dtype=dtype)
+        return decoded
 
     def _unavailable(self, error: Exception) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
