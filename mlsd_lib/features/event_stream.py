@@ -1,0 +1,242 @@
+"""Ad events on a Redis Stream: the schema, the producer, and the replayable log.
+
+Introduced in ``notebooks/streaming_features.ipynb``. Producers append
+:class:`AdEvent` s with ``XADD``; the stream is both the queue the stream
+processor consumes and a durable, ordered event log that can be replayed into the
+offline store (:func:`read_event_log`). Every event carries its own
+``event_id``: Redis assigns each *message* an id, but a producer that retries a
+send makes two messages of one event, and only the event's own id lets the
+processor count it once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import redis
+
+from mlsd_lib.features.views import FeatureStoreError
+from mlsd_lib.features.windows import seconds_to_timestamps
+
+#: The event types the ads example knows.
+EVENT_TYPES = ("impression", "click")
+_FIELDS = ("event_id", "type", "user_id", "ad_id", "timestamp")
+_MAX_ID_LENGTH = 128
+
+
+class InvalidEvent(FeatureStoreError):
+    """An event that breaks the schema; the message says which field and why."""
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class AdEvent:
+    """One impression or click: who saw or clicked which ad, when.
+
+    ``timestamp`` is the event time in seconds since the epoch (UTC), rounded to
+    whole microseconds on construction (see :mod:`~mlsd_lib.features.windows`).
+    ``event_id`` is unique per event and stable across retries.
+    """
+
+    event_id: str
+    type: str
+    user_id: int
+    ad_id: int
+    timestamp: float
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.event_id, str)
+            or not self.event_id
+            or len(self.event_id) > _MAX_ID_LENGTH
+            or any(c.isspace() for c in self.event_id)
+        ):
+            raise InvalidEvent(
+                f"event_id {self.event_id!r} must be a non-empty string of at most "
+                f"{_MAX_ID_LENGTH} characters without spaces (e.g. a UUID)."
+            )
+        if self.type not in EVENT_TYPES:
+            raise InvalidEvent(
+                f"event {self.event_id}: type {self.type!r} is not one of "
+                f"{list(EVENT_TYPES)}."
+            )
+        for name in ("user_id", "ad_id"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise InvalidEvent(
+                    f"event {self.event_id}: {name}={value!r} must be an integer id."
+                )
+            if value < 0:
+                raise InvalidEvent(
+                    f"event {self.event_id}: {name}={value} must be non-negative."
+                )
+            object.__setattr__(self, name, int(value))
+        t = self.timestamp
+        if (
+            isinstance(t, bool)
+            or not isinstance(t, int | float | np.floating | np.integer)
+            or not math.isfinite(t)
+            or t <= 0
+        ):
+            raise InvalidEvent(
+                f"event {self.event_id}: timestamp={t!r} must be a positive, finite "
+                "number of seconds since the epoch (e.g. time.time())."
+            )
+        object.__setattr__(self, "timestamp", round(float(t) * 1e6) / 1e6)
+
+    def to_fields(self) -> dict[str, str]:
+        """The stream message's fields (``repr`` keeps the float exact)."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "user_id": str(self.user_id),
+            "ad_id": str(self.ad_id),
+            "timestamp": repr(self.timestamp),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> AdEvent:
+        """Parse a stream message; :class:`InvalidEvent` says what is wrong."""
+        try:
+            values = {_text(k): _text(v) for k, v in fields.items()}
+        except UnicodeDecodeError as error:
+            raise InvalidEvent(f"message is not UTF-8 text: {error}") from None
+        absent = [f for f in _FIELDS if f not in values]
+        if absent:
+            raise InvalidEvent(
+                f"message lacks fields {absent} (needs {list(_FIELDS)})."
+            )
+        numbers = {}
+        for name, kind in (("user_id", int), ("ad_id", int), ("timestamp", float)):
+            try:
+                numbers[name] = kind(values[name])
+            except ValueError:
+                raise InvalidEvent(
+                    f"field {name}={values[name]!r} is not a valid {kind.__name__}."
+                ) from None
+        return cls(event_id=values["event_id"], type=values["type"], **numbers)
+
+
+def publish(
+    client: redis.Redis,
+    stream: str,
+    events: Iterable[AdEvent],
+    *,
+    maxlen: int | None = None,
+) -> list[str]:
+    """Append ``events`` to ``stream`` in one MULTI/EXEC; return their message ids.
+
+    Every event is checked before anything is sent, and the batch is one
+    transaction, so a bad event or a lost connection never leaves half a batch on
+    the stream. ``maxlen`` caps the stream at about that many messages
+    (``MAXLEN ~``): trimming ignores consumer groups, so keep it well above the
+    backlog a slow processor may build, or unread events are lost.
+    """
+    batch = list(events)
+    for position, event in enumerate(batch):
+        if not isinstance(event, AdEvent):
+            raise InvalidEvent(
+                f"item {position} is a {type(event).__name__}, not an AdEvent; build "
+                "events with AdEvent(...) so they are checked before sending."
+            )
+    if maxlen is not None and maxlen < 1:
+        raise ValueError(f"maxlen={maxlen} must be a positive number of messages.")
+    if not batch:
+        return []
+    with client.pipeline(transaction=True) as pipe:
+        for event in batch:
+            pipe.xadd(stream, event.to_fields(), maxlen=maxlen, approximate=True)
+        return [_text(message_id) for message_id in pipe.execute()]
+
+
+def events_frame(events: Sequence[AdEvent]) -> pd.DataFrame:
+    """Events as an event-log table, in the given order (``event_timestamp`` UTC)."""
+    seconds = np.array([e.timestamp for e in events], dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "event_id": pd.Series([e.event_id for e in events], dtype=object),
+            "type": pd.Series([e.type for e in events], dtype=object),
+            "user_id": np.array([e.user_id for e in events], dtype=np.int64),
+            "ad_id": np.array([e.ad_id for e in events], dtype=np.int64),
+            "event_timestamp": seconds_to_timestamps(seconds),
+        }
+    )
+
+
+def read_event_log(
+    client: redis.Redis, stream: str, *, page_size: int = 1000
+) -> pd.DataFrame:
+    """Replay the whole stream, oldest first, as an event-log table.
+
+    Messages that do not parse are skipped: the processor dead-letters them, so
+    the log then holds exactly the events the online store counted. Adds a
+    ``message_id`` column.
+    """
+    events, message_ids = [], []
+    start = "-"
+    while True:
+        page = client.xrange(stream, min=start, max="+", count=page_size)
+        for message_id, fields in page:
+            try:
+                events.append(AdEvent.from_fields(fields))
+            except InvalidEvent:
+                continue
+            message_ids.append(_text(message_id))
+        if len(page) < page_size:
+            break
+        start = "(" + _text(page[-1][0])
+    frame = events_frame(events)
+    frame.insert(0, "message_id", pd.Series(message_ids, dtype=object))
+    return frame
+
+
+def synthetic_events(
+    num_impressions: int,
+    *,
+    num_users: int = 50,
+    num_ads: int = 20,
+    start: float = 1_700_000_000.0,
+    impressions_per_s: float = 0.5,
+    click_rate: float = 0.1,
+    seed: int = 0,
+) -> list[AdEvent]:
+    """A deterministic ads event log, in time order (ties keep generation order).
+
+    Impressions arrive as a Poisson process; each is clicked with probability
+    ``click_rate`` a few seconds to minutes later, by the same user on the same ad.
+    Event ids are ``e00000001``, ... in time order.
+    """
+    if num_impressions < 0 or num_users < 1 or num_ads < 1:
+        raise ValueError("need num_impressions >= 0, num_users >= 1, num_ads >= 1.")
+    if impressions_per_s <= 0 or not 0 <= click_rate <= 1:
+        raise ValueError("need impressions_per_s > 0 and 0 <= click_rate <= 1.")
+    rng = np.random.default_rng(seed)
+    times = start + np.cumsum(rng.exponential(1 / impressions_per_s, num_impressions))
+    users = rng.integers(0, num_users, num_impressions)
+    ads = rng.integers(0, num_ads, num_impressions)
+    clicked = rng.random(num_impressions) < click_rate
+    delays = rng.exponential(30.0, num_impressions)
+    kinds = np.concatenate(
+        [np.zeros(num_impressions, int), np.ones(clicked.sum(), int)]
+    )
+    all_times = np.round(np.concatenate([times, times[clicked] + delays[clicked]]), 6)
+    all_users = np.concatenate([users, users[clicked]])
+    all_ads = np.concatenate([ads, ads[clicked]])
+    order = np.argsort(all_times, kind="stable")
+    return [
+        AdEvent(
+            event_id=f"e{i + 1:08d}",
+            type=EVENT_TYPES[kinds[j]],
+            user_id=int(all_users[j]),
+            ad_id=int(all_ads[j]),
+            timestamp=float(all_times[j]),
+        )
+        for i, j in enumerate(order)
+    ]
