@@ -112,7 +112,8 @@ class MaterializationReport:
     previous_generation: str | None
 
 
-def _seconds(moment: float | datetime | pd.Timestamp | None) -> float:
+def moment_seconds(moment: float | datetime | pd.Timestamp | None) -> float:
+    """A moment as UTC seconds since the epoch; None means now, naive means UTC."""
     if moment is None:
         return time.time()
     if isinstance(moment, int | float):
@@ -138,6 +139,7 @@ class _ViewPlan:
     positions: np.ndarray
     defaults: np.ndarray
     ttl_seconds: float
+    dtype: np.dtype
 
 
 @dataclass(frozen=True)
@@ -145,11 +147,19 @@ class _ReadPlan:
     names: tuple[str, ...]
     views: tuple[_ViewPlan, ...]
     entity_columns: tuple[str, ...]
+    column_order: np.ndarray
+    """Where each schema column sits among the views' columns stacked in order."""
 
     @classmethod
-    def build(cls, registry: FeatureRegistry, refs: tuple[str, ...]) -> _ReadPlan:
+    def build(
+        cls, registry: FeatureRegistry, refs: tuple[str | FeatureRef, ...]
+    ) -> _ReadPlan:
+        if not refs:
+            raise FeatureStoreError("a read needs at least one feature reference.")
         resolved = registry.resolve(refs)
-        names = tuple(str(FeatureRef.parse(r)) for r in refs)
+        names = tuple(
+            str(r if isinstance(r, FeatureRef) else FeatureRef.parse(r)) for r in refs
+        )
         parts = []
         for view in {v.name: v for v, _ in resolved}.values():
             columns = [j for j, (v, _) in enumerate(resolved) if v.name == view.name]
@@ -163,10 +173,12 @@ class _ReadPlan:
                     positions=np.array(positions, dtype=np.intp),
                     defaults=view.defaults[positions],
                     ttl_seconds=view.ttl.total_seconds(),
+                    dtype=_record_dtype(view),
                 )
             )
         entities = tuple(dict.fromkeys(e for p in parts for e in p.view.entities))
-        return cls(names, tuple(parts), entities)
+        stacked = np.concatenate([p.columns for p in parts])
+        return cls(names, tuple(parts), entities, np.argsort(stacked))
 
 
 def _entity_columns(
@@ -230,7 +242,7 @@ class OnlineStore:
         view = self.registry.view(view_name)
         checked = validate_rows(view, rows)
         if as_of is not None:
-            cutoff = pd.Timestamp(_seconds(as_of), unit="s", tz="UTC")
+            cutoff = pd.Timestamp(moment_seconds(as_of), unit="s", tz="UTC")
             checked = checked[checked[TIMESTAMP_COLUMN] <= cutoff]
         latest = (
             checked.sort_values(TIMESTAMP_COLUMN, kind="stable")
@@ -321,13 +333,13 @@ class OnlineStore:
         This is the serving hot path, so it avoids pandas: a plan per feature list
         is computed once and cached, and records decode with one ``frombuffer``.
         """
-        plan = self._plan(tuple(str(r) for r in refs))
-        columns, num_rows = _entity_columns(entity_rows, plan.entity_columns)
+        plan = self._plan(tuple(refs))
+        columns, _ = _entity_columns(entity_rows, plan.entity_columns)
 
         keys_args: list[str] = []
         argv: list[str] = []
         inverses: list[np.ndarray] = []
-        total = 0
+        counts: list[int] = []
         for part in plan.views:
             view = part.view
             if len(view.entities) == 1:
@@ -338,15 +350,12 @@ class OnlineStore:
                     for values in zip(*(columns[e] for e in view.entities), strict=True)
                 ]
             positions: dict[str, int] = {}
-            inverse = np.fromiter(
-                (positions.setdefault(k, len(positions)) for k in row_keys),
-                dtype=np.intp,
-                count=num_rows,
-            )
-            total += len(positions)
+            inverse = [positions.setdefault(k, len(positions)) for k in row_keys]
+            inverses.append(np.array(inverse, dtype=np.intp))
+            counts.append(len(positions))
             keys_args.append(part.current_key)
             argv += [part.prefix, str(len(positions)), *positions]
-            inverses.append(inverse)
+        total = sum(counts)
         if total > MAX_RECORDS_PER_READ:
             raise OversizedRequest(
                 f"this read needs {total} records; the limit is {MAX_RECORDS_PER_READ} "
@@ -357,27 +366,27 @@ class OnlineStore:
         except redis.RedisError as error:
             raise self._unavailable(error) from error
 
-        now_s = _seconds(now)
-        values = np.empty((num_rows, len(plan.names)), dtype=np.float32)
-        missing = np.empty((num_rows, len(plan.names)), dtype=bool)
-        stale = np.empty((num_rows, len(plan.names)), dtype=bool)
+        now_s = moment_seconds(now)
+        served_parts, absent_parts, stale_parts = [], [], []
         offset = 0
-        for part, inverse in zip(plan.views, inverses, strict=True):
-            count = int(inverse.max()) + 1 if num_rows else 0
-            found = raw[offset : offset + count]
+        for part, inverse, count in zip(plan.views, inverses, counts, strict=True):
+            decoded = self._decode(part.view, part.dtype, raw[offset : offset + count])
             offset += count
-            decoded = self._decode(part.view, found)
             record_values = decoded["values"][:, part.positions]
-            expired = (now_s - decoded["ts"]) > part.ttl_seconds
+            expired = ((now_s - decoded["ts"]) > part.ttl_seconds)[:, None]
             empty = np.isnan(record_values)
-            absent = empty | expired[:, None]
-            served = np.where(absent, part.defaults, record_values)
-            values[:, part.columns] = served[inverse]
-            missing[:, part.columns] = absent[inverse]
-            stale[:, part.columns] = (expired[:, None] & ~empty)[inverse]
+            absent = empty | expired
+            served_parts.append(np.where(absent, part.defaults, record_values)[inverse])
+            absent_parts.append(absent[inverse])
+            stale_parts.append((expired & ~empty)[inverse])
+        # Views were processed one after another; put the columns in schema order.
+        order = plan.column_order
+        values = np.hstack(served_parts)[:, order]
+        missing = np.hstack(absent_parts)[:, order]
+        stale = np.hstack(stale_parts)[:, order]
         return OnlineFeatures(values, missing, stale, list(plan.names))
 
-    def _plan(self, refs: tuple[str, ...]) -> _ReadPlan:
+    def _plan(self, refs: tuple[str | FeatureRef, ...]) -> _ReadPlan:
         plan = self._plans.get(refs)
         if plan is None:
             plan = _ReadPlan.build(self.registry, refs)
@@ -386,16 +395,23 @@ class OnlineStore:
         return plan
 
     @staticmethod
-    def _decode(view: FeatureView, found: Sequence[bytes | None]) -> np.ndarray:
+    def _decode(
+        view: FeatureView, dtype: np.dtype, found: Sequence[bytes | None]
+    ) -> np.ndarray:
         """Records as a structured array; absent ones read as NaN values at ts -inf."""
-        dtype = _record_dtype(view)
+        if all(found):  # the common case: one join, one frombuffer
+            blob = b"".join(found)
+            if len(blob) == dtype.itemsize * len(found):
+                return np.frombuffer(blob, dtype=dtype)
+            present = list(range(len(found)))
+        else:
+            present = [i for i, r in enumerate(found) if r]
+            blob = b"".join(found[i] for i in present)
         decoded = np.empty(len(found), dtype=dtype)
         decoded["ts"] = -np.inf
         decoded["values"] = np.nan
-        present = [i for i, r in enumerate(found) if r]
         if not present:
             return decoded
-        blob = b"".join(found[i] for i in present)
         if len(blob) != dtype.itemsize * len(present):
             sizes = sorted({len(found[i]) for i in present})
             raise FeatureStoreError(

@@ -1,0 +1,197 @@
+"""Two simpler online layouts, to measure what the packed record buys.
+
+Introduced in ``notebooks/feature_store.ipynb`` (the latency comparison) and
+timed by ``benchmarks/feature_store.py``. Both use the same
+:class:`~mlsd_lib.features.views.FeatureView` definitions as
+:class:`~mlsd_lib.features.online.OnlineStore` and return the same
+:class:`~mlsd_lib.features.online.OnlineFeatures`, so the only difference is how
+the bytes sit in Redis and how many round trips a read costs:
+
+* **naive**: one Redis string per (view, entity, feature), read with one ``GET``
+  per feature, one after another: a request for 50 features pays 50 round trips.
+* **pipelined**: the same keys, all ``GET``s sent in one pipeline: one round trip,
+  but still one command (and one key lookup, one reply) per feature.
+
+Each per-feature value is 12 bytes, ``<float64 event_timestamp><float32 value>``,
+so staleness is decided exactly as the packed store decides it. This layout has
+no generation pointer: a rewrite overwrites keys in place and a reader can see a
+mix of old and new values, one of the reasons the packed layout exists.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import redis
+
+from mlsd_lib.features import records
+from mlsd_lib.features.online import OnlineFeatures, moment_seconds
+from mlsd_lib.features.validation import epoch_seconds, validate_rows
+from mlsd_lib.features.views import (
+    TIMESTAMP_COLUMN,
+    FeatureRef,
+    FeatureRegistry,
+    FeatureStoreError,
+    FeatureView,
+)
+
+VALUE = struct.Struct("<df")
+EntityRows = pd.DataFrame | Sequence[dict[str, object]]
+
+
+def feature_key(view: FeatureView, entity_key: str, feature: str) -> str:
+    """``pf:{view}@v{version}:{entity}:{feature}``: one key per feature value."""
+    return f"pf:{view.name}@v{view.version}:{entity_key}:{feature}"
+
+
+def write_per_feature(
+    client: redis.Redis,
+    registry: FeatureRegistry,
+    view_name: str,
+    rows: pd.DataFrame,
+    *,
+    as_of: float | datetime | pd.Timestamp | None = None,
+    chunk_size: int = 5_000,
+) -> int:
+    """Write each entity's latest row (at or before ``as_of``) as per-feature keys.
+
+    The same selection :meth:`OnlineStore.materialize` makes, stored in the
+    per-feature layout. NaN values are not written (read back as missing).
+    Returns the number of keys written.
+    """
+    view = registry.view(view_name)
+    checked = validate_rows(view, rows)
+    if as_of is not None:
+        cutoff = pd.Timestamp(moment_seconds(as_of), unit="s", tz="UTC")
+        checked = checked[checked[TIMESTAMP_COLUMN] <= cutoff]
+    latest = (
+        checked.sort_values(TIMESTAMP_COLUMN, kind="stable")
+        .groupby(list(view.entities), sort=False)
+        .tail(1)
+    )
+    keys = [
+        records.entity_key(values)
+        for values in latest[list(view.entities)].itertuples(index=False)
+    ]
+    stamps = epoch_seconds(latest[TIMESTAMP_COLUMN])
+    matrix = latest[view.feature_names].to_numpy(dtype=np.float32)
+    written = 0
+    pipe = client.pipeline(transaction=False)
+    for i, key in enumerate(keys):
+        for j, feature in enumerate(view.feature_names):
+            if np.isnan(matrix[i, j]):
+                continue
+            pipe.set(
+                feature_key(view, key, feature), VALUE.pack(stamps[i], matrix[i, j])
+            )
+            written += 1
+            if written % chunk_size == 0:
+                pipe.execute()
+    pipe.execute()
+    return written
+
+
+class _Plan:
+    """Which per-feature keys a request needs, and where each value lands."""
+
+    def __init__(
+        self,
+        registry: FeatureRegistry,
+        entity_rows: EntityRows,
+        refs: Sequence[str | FeatureRef],
+    ):
+        rows = (
+            entity_rows
+            if isinstance(entity_rows, pd.DataFrame)
+            else pd.DataFrame(list(entity_rows))
+        )
+        self.num_rows = len(rows)
+        self.resolved = registry.resolve(refs)
+        self.names = [
+            str(r if isinstance(r, FeatureRef) else FeatureRef.parse(r)) for r in refs
+        ]
+        row_keys: dict[str, list[str]] = {}
+        for view, _ in self.resolved:
+            if view.name in row_keys:
+                continue
+            absent = [e for e in view.entities if e not in rows.columns]
+            if absent:
+                raise FeatureStoreError(
+                    f"entity rows lack columns {absent} needed by view {view.name!r} "
+                    f"(given: {list(rows.columns)})."
+                )
+            row_keys[view.name] = [
+                records.entity_key(values)
+                for values in rows[list(view.entities)].itertuples(index=False)
+            ]
+        # One key per distinct (view, entity, feature); rows sharing an entity (one
+        # user, 100 candidate ads) fetch it once, as the packed store does.
+        self.keys: list[str] = []
+        slot_of: dict[str, int] = {}
+        self.slots = np.empty((self.num_rows, len(self.resolved)), dtype=np.int64)
+        for j, (view, position) in enumerate(self.resolved):
+            feature = view.features[position].name
+            for i, entity in enumerate(row_keys[view.name]):
+                key = feature_key(view, entity, feature)
+                if key not in slot_of:
+                    slot_of[key] = len(self.keys)
+                    self.keys.append(key)
+                self.slots[i, j] = slot_of[key]
+
+    def decode(self, raw: Sequence[bytes | None], now_s: float) -> OnlineFeatures:
+        stamps = np.full(len(raw), np.nan)
+        values = np.full(len(raw), np.nan, dtype=np.float32)
+        for k, value in enumerate(raw):
+            if value is not None:
+                stamps[k], values[k] = VALUE.unpack(value)
+        shape = (self.num_rows, len(self.resolved))
+        served = np.empty(shape, dtype=np.float32)
+        missing = np.zeros(shape, dtype=bool)
+        stale = np.zeros(shape, dtype=bool)
+        for j, (view, position) in enumerate(self.resolved):
+            column = values[self.slots[:, j]]
+            present = ~np.isnan(column)
+            expired = present & (
+                now_s - stamps[self.slots[:, j]] > view.ttl.total_seconds()
+            )
+            missing[:, j] = ~present | expired
+            stale[:, j] = expired
+            served[:, j] = np.where(
+                missing[:, j], view.features[position].default, column
+            )
+        return OnlineFeatures(served, missing, stale, list(self.names))
+
+
+def read_naive(
+    client: redis.Redis,
+    registry: FeatureRegistry,
+    entity_rows: EntityRows,
+    refs: Sequence[str | FeatureRef],
+    *,
+    now: float | datetime | pd.Timestamp | None = None,
+) -> OnlineFeatures:
+    """One ``GET`` per feature value, sequentially: one round trip each."""
+    plan = _Plan(registry, entity_rows, refs)
+    raw = [client.get(key) for key in plan.keys]
+    return plan.decode(raw, moment_seconds(now))
+
+
+def read_pipelined(
+    client: redis.Redis,
+    registry: FeatureRegistry,
+    entity_rows: EntityRows,
+    refs: Sequence[str | FeatureRef],
+    *,
+    now: float | datetime | pd.Timestamp | None = None,
+) -> OnlineFeatures:
+    """The same ``GET``s sent as one pipeline: one round trip, many commands."""
+    plan = _Plan(registry, entity_rows, refs)
+    pipe = client.pipeline(transaction=False)
+    for key in plan.keys:
+        pipe.get(key)
+    raw = pipe.execute() if plan.keys else []
+    return plan.decode(raw, moment_seconds(now))
