@@ -146,7 +146,6 @@ class _ViewPlan:
 class _ReadPlan:
     names: tuple[str, ...]
     views: tuple[_ViewPlan, ...]
-    entity_columns: tuple[str, ...]
     column_order: np.ndarray
     """Where each schema column sits among the views' columns stacked in order."""
 
@@ -176,15 +175,16 @@ class _ReadPlan:
                     dtype=_record_dtype(view),
                 )
             )
-        entities = tuple(dict.fromkeys(e for p in parts for e in p.view.entities))
         stacked = np.concatenate([p.columns for p in parts])
-        return cls(names, tuple(parts), entities, np.argsort(stacked))
+        return cls(names, tuple(parts), np.argsort(stacked))
 
 
-def _entity_columns(
-    rows: pd.DataFrame | Sequence[Mapping[str, object]], needed: tuple[str, ...]
+def entity_columns(
+    rows: pd.DataFrame | Sequence[Mapping[str, object]],
+    views: Sequence[FeatureView],
 ) -> tuple[dict[str, list[object]], int]:
-    """The entity columns a read needs, as plain lists, from either input form."""
+    """The entity columns ``views`` need, as plain lists, from either input form."""
+    needed = tuple(dict.fromkeys(e for view in views for e in view.entities))
     if isinstance(rows, pd.DataFrame):
         absent = [c for c in needed if c not in rows.columns]
         given = list(rows.columns)
@@ -202,7 +202,8 @@ def _entity_columns(
         count = len(rows)
     if absent:
         raise FeatureStoreError(
-            f"entity rows lack columns {absent} needed by the requested views "
+            f"entity rows lack columns {absent} needed by views "
+            f"{[v.name for v in views if set(v.entities) & set(absent)]} "
             f"(given: {given})."
         )
     return columns, count
@@ -334,7 +335,7 @@ class OnlineStore:
         is computed once and cached, and records decode with one ``frombuffer``.
         """
         plan = self._plan(tuple(refs))
-        columns, _ = _entity_columns(entity_rows, plan.entity_columns)
+        columns, _ = entity_columns(entity_rows, [p.view for p in plan.views])
 
         keys_args: list[str] = []
         argv: list[str] = []
