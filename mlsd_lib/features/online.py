@@ -28,6 +28,7 @@ atomically in a script.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import redis
+from hiredis import pack_command
 
 from mlsd_lib.features import records
 from mlsd_lib.features.validation import epoch_seconds, validate_rows
@@ -226,6 +228,11 @@ class OnlineStore:
         self._location = describe_location or "the configured Redis (REDIS_URL)"
         self._read_script = client.register_script(_READ_SCRIPT)
         self._plans: dict[tuple[str, ...], _ReadPlan] = {}
+        self._connections = threading.local()
+        # The direct path below needs a socket connection; fakeredis and custom
+        # clients take the ordinary redis-py path.
+        pool = client.connection_pool
+        self._direct = getattr(pool, "connection_class", None) is redis.Connection
 
     # -- writes --------------------------------------------------------------------
     def materialize(
@@ -315,6 +322,13 @@ class OnlineStore:
         value = self.client.get(records.current_key(self.registry.view(view_name)))
         return value.decode() if value is not None else None
 
+    def close(self) -> None:
+        """Close this thread's direct read connection (the client stays open)."""
+        connection = getattr(self._connections, "connection", None)
+        if connection is not None:
+            connection.disconnect()
+            self._connections.connection = None
+
     # -- reads ---------------------------------------------------------------------
     def read(
         self,
@@ -363,7 +377,7 @@ class OnlineStore:
                 f"per read. Split the entity rows into smaller requests."
             )
         try:
-            raw = self._read_script(keys=keys_args, args=argv) if total else []
+            raw = self._run_read_script(keys_args, argv) if total else []
         except redis.RedisError as error:
             raise self._unavailable(error) from error
 
@@ -386,6 +400,35 @@ class OnlineStore:
         missing = np.hstack(absent_parts)[:, order]
         stale = np.hstack(stale_parts)[:, order]
         return OnlineFeatures(values, missing, stale, list(plan.names))
+
+    def _run_read_script(self, keys: list[str], argv: list[str]) -> list:
+        """``EVALSHA`` the read script: on a thread's own connection when possible.
+
+        redis-py's generic command path (pool checkout, argument encoding, response
+        callbacks) costs about as much as the loopback round trip itself, so the
+        hot path packs the command with hiredis and sends it on a connection this
+        thread keeps. Any surprise (the script not loaded yet, a dropped
+        connection) falls back to the ordinary path, which also reloads the script.
+        """
+        if not self._direct:
+            return self._read_script(keys=keys, args=argv)
+        connection = getattr(self._connections, "connection", None)
+        if connection is None:
+            connection = self.client.connection_pool.make_connection()
+            self._connections.connection = connection
+        try:
+            connection.send_packed_command(
+                [
+                    pack_command(
+                        ("EVALSHA", self._read_script.sha, len(keys), *keys, *argv)
+                    )
+                ],
+                check_health=False,
+            )
+            return connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            connection.disconnect()
+            return self._read_script(keys=keys, args=argv)
 
     def _plan(self, refs: tuple[str | FeatureRef, ...]) -> _ReadPlan:
         plan = self._plans.get(refs)
