@@ -4,10 +4,21 @@ Introduced in ``notebooks/feature_store.ipynb`` and
 ``notebooks/streaming_features.ipynb``.
 
 * :mod:`~mlsd_lib.features.views`: the declarations (what a feature is).
+* :mod:`~mlsd_lib.features.validation`: rows checked against a view before any write.
 * :mod:`~mlsd_lib.features.offline`: event tables on disk and point-in-time joins
   (training data without leakage).
+* :mod:`~mlsd_lib.features.records`: the byte layout and key names shared by the
+  online store and the stream processor.
 * :mod:`~mlsd_lib.features.online`: the Redis online store (materialization with
-  an atomic version swap, one-round-trip reads).
-* :mod:`~mlsd_lib.features.records`: the byte layout shared by the online store
-  and the stream processor.
+  an atomic generation swap, one-round-trip reads).
+* :mod:`~mlsd_lib.features.windows`: windowed counts, defined once for the stream
+  processor and for offline training data.
+* :mod:`~mlsd_lib.features.event_stream`: the event schema and the producer
+  (Redis Streams).
+* :mod:`~mlsd_lib.features.stream_processor`: the consumer-group processor, run as
+  ``python -m mlsd_lib.features.stream_processor``.
+* :mod:`~mlsd_lib.features.read_strategies`: the per-feature layouts the packed
+  one is measured against.
+* :mod:`~mlsd_lib.features.examples`: a small seeded ads example for the notebooks
+  and the benchmark.
 """
