@@ -211,6 +211,33 @@ def entity_columns(
     return columns, count
 
 
+def latest_rows(
+    view: FeatureView,
+    rows: pd.DataFrame,
+    as_of: float | datetime | pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """What materialization publishes: each entity's latest row at or before
+    ``as_of`` (among equal timestamps, the one written last), with its key.
+
+    The same rule as the point-in-time join, so online serves what training saw.
+    Rows are validated first: a bad column raises before anything is written.
+    """
+    checked = validate_rows(view, rows)
+    if as_of is not None:
+        cutoff = pd.Timestamp(moment_seconds(as_of), unit="s", tz="UTC")
+        checked = checked[checked[TIMESTAMP_COLUMN] <= cutoff]
+    latest = (
+        checked.sort_values(TIMESTAMP_COLUMN, kind="stable")
+        .groupby(list(view.entities), sort=False)
+        .tail(1)
+    )
+    keys = [
+        records.entity_key(values)
+        for values in latest[list(view.entities)].itertuples(index=False)
+    ]
+    return latest, keys
+
+
 class OnlineStore:
     """Feature views in Redis. ``client`` is any redis-py client (or fakeredis)."""
 
@@ -248,19 +275,7 @@ class OnlineStore:
         Rows are validated first: a bad column raises before anything is written.
         """
         view = self.registry.view(view_name)
-        checked = validate_rows(view, rows)
-        if as_of is not None:
-            cutoff = pd.Timestamp(moment_seconds(as_of), unit="s", tz="UTC")
-            checked = checked[checked[TIMESTAMP_COLUMN] <= cutoff]
-        latest = (
-            checked.sort_values(TIMESTAMP_COLUMN, kind="stable")
-            .groupby(list(view.entities), sort=False)
-            .tail(1)
-        )
-        keys = [
-            records.entity_key(values)
-            for values in latest[list(view.entities)].itertuples(index=False)
-        ]
+        latest, keys = latest_rows(view, rows, as_of)
         packed = np.empty(len(latest), dtype=_record_dtype(view))
         packed["ts"] = epoch_seconds(latest[TIMESTAMP_COLUMN])
         packed["values"] = latest[view.feature_names].to_numpy(dtype=np.float32)

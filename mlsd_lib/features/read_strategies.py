@@ -29,8 +29,13 @@ import pandas as pd
 import redis
 
 from mlsd_lib.features import records
-from mlsd_lib.features.online import OnlineFeatures, entity_columns, moment_seconds
-from mlsd_lib.features.validation import epoch_seconds, validate_rows
+from mlsd_lib.features.online import (
+    OnlineFeatures,
+    entity_columns,
+    latest_rows,
+    moment_seconds,
+)
+from mlsd_lib.features.validation import epoch_seconds
 from mlsd_lib.features.views import (
     TIMESTAMP_COLUMN,
     FeatureRef,
@@ -63,19 +68,7 @@ def write_per_feature(
     Returns the number of keys written.
     """
     view = registry.view(view_name)
-    checked = validate_rows(view, rows)
-    if as_of is not None:
-        cutoff = pd.Timestamp(moment_seconds(as_of), unit="s", tz="UTC")
-        checked = checked[checked[TIMESTAMP_COLUMN] <= cutoff]
-    latest = (
-        checked.sort_values(TIMESTAMP_COLUMN, kind="stable")
-        .groupby(list(view.entities), sort=False)
-        .tail(1)
-    )
-    keys = [
-        records.entity_key(values)
-        for values in latest[list(view.entities)].itertuples(index=False)
-    ]
+    latest, keys = latest_rows(view, rows, as_of)
     stamps = epoch_seconds(latest[TIMESTAMP_COLUMN])
     matrix = latest[view.feature_names].to_numpy(dtype=np.float32)
     written = 0
