@@ -2,6 +2,7 @@
 
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,20 @@ def test_unreachable_triton_url_is_an_error_that_names_triton_url():
 def test_malformed_triton_url_says_what_it_should_look_like():
     with pytest.raises(ValueError, match="http://host:8000"):
         RemoteTritonServer("http://127.0.0.1")
+
+
+@pytest.mark.triton
+def test_concurrent_callers_each_get_a_working_client(running_triton):
+    """tritonclient's HTTP client is gevent-based and breaks when shared across
+    threads; infer() must be safe to call from many threads at once."""
+    server, score = running_triton
+    X = np.random.default_rng(2).normal(size=(4, 4)).astype(np.float32)
+    expected = score(X)["p_click"]
+
+    def call(_: int) -> np.ndarray:
+        return server.infer("ctr", {"features": X})["p_click"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(call, range(40)))
+    for got in results:
+        np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -26,6 +26,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import threading
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -160,6 +161,9 @@ class TritonServer(ModelRegistryMixin):
         self._client: TritonClient | None = None
         self._version = "unknown"
         self._batching: dict[str, tuple[bool, int]] = {}
+        self._local = threading.local()
+        self._clients_lock = threading.Lock()
+        self._thread_clients: list[TritonClient] = []
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -266,6 +270,11 @@ class TritonServer(ModelRegistryMixin):
         if self._client is not None:
             self._client.close()
             self._client = None
+        with self._clients_lock:
+            clients, self._thread_clients = self._thread_clients, []
+        for client in clients:
+            client.close()
+        self._local = threading.local()
         triton, self._triton = self._triton, None
         if triton is not None:
             triton.stop()
@@ -352,7 +361,20 @@ class TritonServer(ModelRegistryMixin):
             )
         bound = self._model(model)
         check_inputs(bound.inputs, inputs)
-        return self._client.infer(model, inputs, [spec.name for spec in bound.outputs])
+        outputs = [spec.name for spec in bound.outputs]
+        return self._thread_client().infer(model, inputs, outputs)
+
+    def _thread_client(self) -> TritonClient:
+        """This thread's client: tritonclient's HTTP client is not thread-safe
+        (it runs on gevent), so concurrent callers each get their own, which is
+        also what lets Triton's dynamic batcher see concurrent requests."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self.client()
+            self._local.client = client
+            with self._clients_lock:
+                self._thread_clients.append(client)
+        return client
 
     def client(self, protocol: Protocol | None = None) -> TritonClient:
         """A new client for this server (close it when done)."""
