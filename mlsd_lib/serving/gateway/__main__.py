@@ -1,0 +1,153 @@
+"""``python -m mlsd_lib.serving.gateway --demo``: the gateway under uvicorn.
+
+Introduced in ``notebooks/model_serving.ipynb``. Binds to loopback (a port the
+OS picks unless ``--port`` says otherwise) and refuses any other address unless
+``--allow-external`` is given: an ML gateway on a public interface with a demo
+key is a data leak. Prints ``gateway: http://HOST:PORT`` on one line once the
+socket is listening; wait on ``/readyz`` before sending traffic. SIGTERM or
+Ctrl-C drains in-flight requests, writes the impression log and exits 0.
+
+The API key comes from ``$MLSD_GATEWAY_API_KEY`` (not a flag: command lines are
+visible to every user of the machine); without it a random key is generated and
+printed. ``--no-auth`` disables the check, on loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from mlsd_lib.config import load_settings
+from mlsd_lib.net import LOOPBACK
+from mlsd_lib.serving.gateway.app import create_app
+from mlsd_lib.serving.gateway.config import GatewayConfig
+from mlsd_lib.serving.gateway.demo import build_demo
+
+API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlsd_lib.serving.gateway",
+        description="Run the scoring gateway under uvicorn.",
+    )
+    parser.add_argument("--host", default=LOOPBACK, help="default: %(default)s")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument(
+        "--allow-external",
+        action="store_true",
+        help="allow a host other than loopback",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve the demo deployment (ads example views, three tiny models)",
+    )
+    parser.add_argument("--no-auth", action="store_true", help="no API key check")
+    parser.add_argument(
+        "--impression-log",
+        type=Path,
+        default=None,
+        help="JSON-lines file (default: $MLSD_DATA_DIR/gateway/impressions.jsonl)",
+    )
+    parser.add_argument("--canary-fraction", type=float, default=0.1)
+    parser.add_argument("--max-candidates", type=int, default=500)
+    parser.add_argument("--feature-timeout-ms", type=float, default=50.0)
+    parser.add_argument("--model-timeout-ms", type=float, default=500.0)
+    return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not is_loopback(args.host) and not args.allow_external:
+        print(
+            f"refusing to bind to {args.host}: the gateway listens on loopback only "
+            "unless --allow-external is given (and then put TLS and a real key in "
+            "front of it).",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.demo:
+        print(
+            "nothing to serve: pass --demo, or build an app with "
+            "mlsd_lib.serving.gateway.create_app() and run it with uvicorn.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.no_auth and not is_loopback(args.host):
+        print("--no-auth is allowed on loopback only.", file=sys.stderr)
+        return 2
+    api_key = None if args.no_auth else os.environ.get(API_KEY_ENV)
+    if not args.no_auth and not api_key:
+        api_key = secrets.token_urlsafe(24)
+        print(f"{API_KEY_ENV} is not set; this run's API key: {api_key}", flush=True)
+    log_path = args.impression_log or (
+        load_settings().data_dir / "gateway" / "impressions.jsonl"
+    )
+
+    # uvicorn handles SIGTERM while serving (draining requests), then re-raises it
+    # once done; this handler turns that, or a SIGTERM during start-up, into a
+    # normal exit that runs the clean-up below.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    demo = build_demo(canary_fraction=args.canary_fraction)
+    try:
+        print(demo.describe(), flush=True)
+        config = GatewayConfig(
+            impression_log_path=str(log_path),
+            api_key=api_key,
+            auth_disabled=args.no_auth,
+            max_candidates=args.max_candidates,
+            feature_timeout_s=args.feature_timeout_ms / 1000,
+            model_timeout_s=args.model_timeout_ms / 1000,
+        )
+        app = create_app(config, demo.store, demo.deployments)
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        # proto=IPPROTO_TCP matters: asyncio turns Nagle's algorithm off
+        # (TCP_NODELAY) only on sockets that say they are TCP. Without it, a
+        # keep-alive connection's responses (headers, then body: two writes) stall
+        # ~40 ms on the client's delayed ACK. Accepted sockets inherit the option.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        sock.listen(2048)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        print(f"gateway: http://{shown}:{port}", flush=True)
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", access_log=False)
+        )
+        try:
+            server.run(sockets=[sock])  # graceful shutdown on SIGTERM/SIGINT
+        finally:
+            sock.close()
+    finally:
+        demo.close()
+        print("gateway: stopped", flush=True)
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

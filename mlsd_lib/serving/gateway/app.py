@@ -1,0 +1,288 @@
+"""The gateway's FastAPI app: route, fetch features, score, answer, log.
+
+Introduced in ``notebooks/model_serving.ipynb``. One scoring request walks:
+
+1. **guards**: body size (413), API key (401), pydantic validation (422);
+2. **route**: production or canary, by a stable hash of the user id;
+3. **features**: one feature-store read in the routed model's column order,
+   within ``feature_timeout_s``; Redis down or slow means defaults and
+   ``"degraded": true``;
+4. **model**: one call within ``model_timeout_s``; a failure means the fallback
+   deployment, or 503 with ``Retry-After`` when there is none;
+5. **response** with the version that produced the scores and per-stage
+   timings; then, off the request path, the impression log line and the shadow
+   job.
+
+``/healthz`` says the process is alive; ``/readyz`` says it can do useful work
+(Redis answers PING and the production model, or its fallback, scores a row of
+default features). OpenAPI docs are at ``/docs`` and ``/openapi.json``.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi.responses import JSONResponse
+
+from mlsd_lib.features.online import OnlineStore
+from mlsd_lib.serving.gateway.config import Deployment, Deployments, GatewayConfig
+from mlsd_lib.serving.gateway.impressions import ImpressionLog
+from mlsd_lib.serving.gateway.limits import BodyLimitMiddleware, api_key_checker
+from mlsd_lib.serving.gateway.routing import route
+from mlsd_lib.serving.gateway.schemas import (
+    ErrorResponse,
+    ScoreRequest,
+    ScoreResponse,
+    Timings,
+    score_request_model,
+)
+from mlsd_lib.serving.gateway.scoring import (
+    FeatureMatrix,
+    ModelFailed,
+    Scorer,
+    elapsed_ms,
+)
+from mlsd_lib.serving.gateway.shadow import ShadowJob, ShadowScorer
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayState:
+    """The parts of a running gateway; ``app.state.gateway`` in handlers and tests."""
+
+    def __init__(
+        self, config: GatewayConfig, store: OnlineStore, deployments: Deployments
+    ) -> None:
+        self.config = config
+        self.deployments = deployments
+        self.scorer = Scorer(
+            store,
+            config.entities,
+            feature_timeout_s=config.feature_timeout_s,
+            model_timeout_s=config.model_timeout_s,
+            threads=config.worker_threads,
+        )
+        self.log = ImpressionLog(
+            config.impression_log_path, config.impression_queue_size
+        )
+        self.shadow = (
+            None
+            if deployments.shadow is None
+            else ShadowScorer(
+                deployments.shadow, self.scorer, self.log, config.shadow_queue_size
+            )
+        )
+        self.counters = {"requests": 0, "degraded": 0, "fallback": 0, "unavailable": 0}
+
+    def start(self) -> None:
+        self.log.start()
+        if self.shadow is not None:
+            self.shadow.start()
+
+    def close(self) -> None:
+        """Finish shadow jobs, write every queued line, stop the thread pools."""
+        if self.shadow is not None:
+            self.shadow.close()
+        self.log.close()
+        self.scorer.close()
+
+    def drain(self) -> None:
+        """Wait until every shadow job and log line so far is written (tests use it)."""
+        if self.shadow is not None:
+            self.shadow.drain()
+        self.log.flush()
+
+    def stats(self) -> dict[str, int]:
+        shadow = self.shadow
+        return {
+            **self.counters,
+            "impressions_written": self.log.written,
+            "impressions_dropped": self.log.dropped,
+            "shadow_scored": 0 if shadow is None else shadow.scored,
+            "shadow_dropped": 0 if shadow is None else shadow.dropped,
+            "shadow_failed": 0 if shadow is None else shadow.failed,
+        }
+
+
+def create_app(
+    config: GatewayConfig, store: OnlineStore, deployments: Deployments
+) -> FastAPI:
+    """A gateway serving ``deployments`` with features from ``store``.
+
+    The app owns its worker threads (started and stopped with the app's
+    lifespan), not the store's Redis client or the model servers: whoever
+    created those closes them.
+    """
+    deployments.check_refs(store.registry)
+    state = GatewayState(config, store, deployments)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="mlsd gateway",
+        summary="Scores candidates for a user: features from Redis, scores from "
+        "a model server.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.max_body_bytes)
+    require_key = api_key_checker(None if config.auth_disabled else config.api_key)
+    request_model = score_request_model(config.max_candidates)
+
+    async def features_for(
+        deployment: Deployment,
+        body: ScoreRequest,
+        cache: dict[tuple[str, ...], FeatureMatrix],
+    ) -> FeatureMatrix:
+        refs = deployment.input_refs
+        if refs not in cache:
+            cache[refs] = await state.scorer.features(
+                refs, body.user_id, body.candidate_ids
+            )
+        return cache[refs]
+
+    @app.post(
+        "/score",
+        response_model=ScoreResponse,
+        responses={
+            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+            413: {"model": ErrorResponse, "description": "body over the size limit"},
+            503: {"model": ErrorResponse, "description": "no model could answer"},
+        },
+        dependencies=[Depends(require_key)],
+    )
+    async def score(body: request_model) -> ScoreResponse:  # type: ignore[valid-type]
+        """Score every candidate for the user; one score per candidate, in order."""
+        start = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        state.counters["requests"] += 1
+        arm, deployment = route(deployments, body.user_id, config.canary_salt)
+        cache: dict[tuple[str, ...], FeatureMatrix] = {}
+
+        features = await features_for(deployment, body, cache)
+        features_ms = elapsed_ms(start)
+        model_start = time.perf_counter()
+        fallback_fetch_ms = 0.0
+        used_fallback = False
+        try:
+            scores = await state.scorer.score(deployment, features.values)
+        except ModelFailed as error:
+            fallback = deployments.fallback
+            logger.warning("%s", error)
+            if fallback is None:
+                state.counters["unavailable"] += 1
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    f"no model could score this request ({error}); retry after "
+                    f"{config.retry_after_s} s.",
+                    headers={"Retry-After": str(config.retry_after_s)},
+                ) from error
+            fetch_start = time.perf_counter()
+            features = await features_for(fallback, body, cache)
+            fallback_fetch_ms = elapsed_ms(fetch_start)
+            try:
+                scores = await state.scorer.score(fallback, features.values)
+            except ModelFailed as second:
+                state.counters["unavailable"] += 1
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    f"the model and its fallback both failed ({error}; {second}); "
+                    f"retry after {config.retry_after_s} s.",
+                    headers={"Retry-After": str(config.retry_after_s)},
+                ) from second
+            deployment, used_fallback = fallback, True
+            state.counters["fallback"] += 1
+        if features.degraded:
+            state.counters["degraded"] += 1
+        response = ScoreResponse(
+            request_id=request_id,
+            model_version=deployment.version,
+            route=arm,
+            scores=scores.tolist(),
+            degraded=features.degraded,
+            fallback=used_fallback,
+            timings=Timings(
+                features_ms=round(features_ms + fallback_fetch_ms, 3),
+                model_ms=round(elapsed_ms(model_start) - fallback_fetch_ms, 3),
+                total_ms=elapsed_ms(start),
+            ),
+        )
+        state.log.append(
+            {
+                "kind": "served",
+                "request_id": request_id,
+                "time": time.time(),
+                "user_id": body.user_id,
+                "candidate_ids": body.candidate_ids,
+                "scores": response.scores,
+                "model_version": deployment.version,
+                "route": arm,
+                "degraded": features.degraded,
+                "fallback": used_fallback,
+            }
+        )
+        if state.shadow is not None:
+            state.shadow.submit(
+                ShadowJob(
+                    request_id,
+                    body.user_id,
+                    body.candidate_ids,
+                    deployment.input_refs,
+                    features,
+                )
+            )
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """The process is alive and its event loop answers (plus its counters)."""
+        return {"status": "ok", **state.stats()}
+
+    @app.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
+    async def readyz() -> JSONResponse:
+        """Ready when Redis answers PING and a model (or its fallback) scores."""
+        checks = {"redis": "ok", "model": "ok"}
+        timeout = config.readiness_timeout_s
+        try:
+            await state.scorer.ping_store(timeout)
+        except Exception as error:
+            checks["redis"] = f"{type(error).__name__}: {error}"
+        checks["model"] = await _probe_models(state, deployments, timeout)
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"ready": ready, "checks": checks},
+            status_code=status.HTTP_200_OK
+            if ready
+            else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    return app
+
+
+async def _probe_models(
+    state: GatewayState, deployments: Deployments, timeout_s: float
+) -> str:
+    """ "ok" if production (or else the fallback) scores one row of defaults."""
+    failures = []
+    for deployment in (deployments.production, deployments.fallback):
+        if deployment is None:
+            continue
+        row = state.scorer.default_row(deployment.input_refs)[None, :]
+        try:
+            await state.scorer.score(deployment, row, timeout_s=timeout_s)
+        except Exception as error:
+            failures.append(f"{deployment.version}: {type(error).__name__} {error}")
+            continue
+        return "ok"
+    return "; ".join(failures)

@@ -1,0 +1,99 @@
+"""The impression log: one JSON line per scored request, append-only.
+
+Introduced in ``notebooks/model_serving.ipynb``. What the gateway showed is the
+training data of the next model and the input of monitoring, so it is written
+as it happened: a line per request with its id, time, user, candidates, scores,
+the model version that served it and whether features were degraded. Shadow
+scores arrive later (they are computed off the request path) as their own line
+with ``"kind": "shadow"`` and the same ``request_id``; join on it.
+
+Request handlers only put a dict on a queue; one writer thread owns the file,
+so lines never interleave, and each batch it drains is flushed before it waits
+again. When the queue is full (the disk cannot keep up) a line is dropped and
+counted, rather than making requests wait on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+_STOP = object()
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity are not JSON; write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+class ImpressionLog:
+    """Append JSON lines to ``path`` from a single writer thread."""
+
+    def __init__(self, path: str | Path, max_queued: int = 10_000) -> None:
+        self.path = Path(path)
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ImpressionLog:
+        """Open the file for appending and start the writer thread."""
+        if self._thread is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._thread = threading.Thread(
+                target=self._run, name="impression-log", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def append(self, record: dict[str, Any]) -> bool:
+        """Queue one line; never blocks. Returns False (and counts) if dropped."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Wait until every queued line is written and flushed."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join()
+
+    def _run(self) -> None:
+        with self.path.open("a", encoding="utf-8") as file:
+            while True:
+                item = self._queue.get()
+                batch = [item]
+                while True:  # drain what else is waiting, then flush once
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = False
+                for record in batch:
+                    if record is _STOP:
+                        stop = True
+                        continue
+                    clean = {k: _finite(v) for k, v in record.items()}
+                    file.write(json.dumps(clean, separators=(",", ":")) + "\n")
+                    self.written += 1
+                file.flush()
+                for _ in batch:
+                    self._queue.task_done()
+                if stop:
+                    return

@@ -1,0 +1,130 @@
+"""Shadow scoring: a candidate model sees live traffic, and nobody sees its scores.
+
+Introduced in ``notebooks/model_serving.ipynb``. Before a new model serves anyone
+(even a canary), it can score the same requests as production, off the request
+path: the request handler puts a job on a bounded queue and returns; one worker
+thread fetches the shadow's features (reusing the request's when the input refs
+match), calls the shadow model and writes the scores to the impression log as a
+``"kind": "shadow"`` line with the request's id. Comparing the two on the same
+requests is the safest first test of a model.
+
+The queue is bounded and ``put`` never waits: when the shadow falls behind, jobs
+are dropped and counted (``dropped``), because a shadow must never slow down the
+requests it observes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from mlsd_lib.serving.gateway.config import Deployment
+from mlsd_lib.serving.gateway.impressions import ImpressionLog
+from mlsd_lib.serving.gateway.scoring import FeatureMatrix, ModelFailed, Scorer
+
+logger = logging.getLogger(__name__)
+_STOP = None
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """What the shadow needs from one served request."""
+
+    request_id: str
+    user_id: int
+    candidate_ids: list[int]
+    refs: tuple[str, ...]
+    features: FeatureMatrix
+    """The features the request fetched for ``refs`` (reused when they match)."""
+
+
+class ShadowScorer:
+    """One worker thread scoring ``deployment`` from a bounded queue."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        scorer: Scorer,
+        log: ImpressionLog,
+        max_queued: int = 256,
+    ) -> None:
+        self.deployment = deployment
+        self.scorer = scorer
+        self.log = log
+        self.dropped = 0
+        self.failed = 0
+        self.scored = 0
+        self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=max_queued)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ShadowScorer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="shadow-scorer", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def submit(self, job: ShadowJob) -> bool:
+        """Queue a job without waiting; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def drain(self) -> None:
+        """Wait until every queued job is scored (or has failed)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Finish the queued jobs, then stop the worker (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is _STOP:
+                    return
+                self._score(job)
+            finally:
+                self._queue.task_done()
+
+    def _score(self, job: ShadowJob) -> None:
+        deployment = self.deployment
+        try:
+            features = job.features
+            if deployment.input_refs != job.refs:
+                features = self.scorer.read_features(
+                    deployment.input_refs, job.user_id, job.candidate_ids
+                )
+            scores = self.scorer.score_blocking(deployment, features.values)
+        except ModelFailed as error:
+            self.failed += 1
+            logger.warning("shadow %s: %s", deployment.version, error)
+            return
+        except Exception:  # a shadow must never take the worker down
+            self.failed += 1
+            logger.exception("shadow %s failed", deployment.version)
+            return
+        self.scored += 1
+        self.log.append(
+            {
+                "kind": "shadow",
+                "request_id": job.request_id,
+                "time": time.time(),
+                "user_id": job.user_id,
+                "candidate_ids": job.candidate_ids,
+                "scores": scores.tolist(),
+                "model_version": deployment.version,
+                "degraded": features.degraded,
+            }
+        )
