@@ -1,7 +1,23 @@
-"""Serving: model servers (real Triton, in-process fallback) and their clients.
+"""Serving: from a trained torch model to a scored HTTP request.
 
-Introduced in ``notebooks/00_environment.ipynb``; the full serving path (export,
-registry, gateway, load generator) arrives with ``notebooks/model_serving.ipynb``.
+Introduced in ``notebooks/00_environment.ipynb`` (model servers); the rest of the
+path is the subject of ``notebooks/model_serving.ipynb``.
+
+* :mod:`~mlsd_lib.serving.tensors`: a model's signature (:class:`TensorSpec`) and
+  request checks.
+* :mod:`~mlsd_lib.serving.model_server`: :func:`start_model_server` picks a real
+  Triton (:mod:`~mlsd_lib.serving.triton_server`), a Triton you run yourself
+  (:mod:`~mlsd_lib.serving.remote_triton`, ``TRITON_URL``) or the in-process
+  server (:mod:`~mlsd_lib.serving.inprocess`); clients in
+  :mod:`~mlsd_lib.serving.triton_client`.
+* :mod:`~mlsd_lib.serving.export`: TorchScript and ``torch.export`` artifacts,
+  refused unless they match the eager model.
+* :mod:`~mlsd_lib.serving.registry`: versions, checksums, metadata and stages.
+* :mod:`~mlsd_lib.serving.model_repository`: a standard Triton model repository
+  for the official container.
+* :mod:`~mlsd_lib.serving.gateway`: the HTTP API gateway
+  (``python -m mlsd_lib.serving.gateway``).
+* :mod:`~mlsd_lib.serving.loadgen`: bounded, loopback-only load generation.
 """
 
 from mlsd_lib.serving.model_server import ModelServer, TensorSpec, start_model_server
