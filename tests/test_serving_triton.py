@@ -254,3 +254,21 @@ def test_concurrent_callers_each_get_a_working_client(running_triton):
         results = list(pool.map(call, range(40)))
     for got in results:
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.triton
+def test_without_dynamic_batching_the_batch_axis_stays(running_triton):
+    server, score = running_triton
+    server.bind(
+        "ctr_unbatched", score, (FEATURES,), (P_CLICK,), 16, dynamic_batching=False
+    )
+    X = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        server.infer("ctr_unbatched", {"features": X})["p_click"],
+        score(X)["p_click"],
+        atol=1e-6,
+    )
+    with server.client() as client:
+        # Triton reports the batch axis (-1) and no dynamic batcher for it.
+        signature = client.model_signature("ctr_unbatched")
+        assert signature["inputs"] == [("features", "FP32", (-1, 4))]

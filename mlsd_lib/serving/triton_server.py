@@ -341,10 +341,17 @@ class TritonServer(ModelRegistryMixin):
             outputs=[
                 Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in model.outputs
             ],
+            # The batch axis stays either way (batching=True keeps max_batch_size);
+            # only the dynamic batcher, which merges concurrent requests, is
+            # switched. PyTriton's batching=False would drop the batch axis.
             config=ModelConfig(
                 max_batch_size=model.max_batch_size,
-                batching=dynamic_batching,
-                batcher=DynamicBatcher(max_queue_delay_microseconds=delay_us),
+                batching=True,
+                batcher=(
+                    DynamicBatcher(max_queue_delay_microseconds=delay_us)
+                    if dynamic_batching
+                    else None
+                ),
             ),
             strict=True,
         )

@@ -1,0 +1,343 @@
+"""End-to-end serving: the gateway over HTTP, with real Redis and real Triton.
+
+    python benchmarks/serving.py [--quick]
+
+Starts the demo gateway (``python -m mlsd_lib.serving.gateway --demo``) as a
+uvicorn subprocess on 127.0.0.1, with its features in the Redis at ``REDIS_URL``
+(unset: :func:`mlsd_lib.redis_backend.get_redis` starts a private redis-server,
+or falls back to fakeredis, and says which; the gateway is pointed at the same
+server) and its models on a real ``tritonserver``. It waits for ``/readyz``,
+warms up, then sends one scoring request shape, 1 user x 100 candidates:
+
+* ``e2e``: 1 client in a closed loop (latency);
+* ``8_clients``: 8 clients in a closed loop (throughput and tail latency).
+
+Separately, with the gateway stopped so the two do not share the 2 cores,
+``batching_speedup`` is measured directly against Triton (see
+:func:`measure_batching`). Every run is bounded in requests and seconds, all
+traffic stays on loopback, and every process started here is stopped, also on
+error. The last line on stdout is one JSON object. Targets on a 2-core machine:
+e2e p99 <= 10 ms; >= 800 req/s at 8 clients with p99 <= 25 ms; no failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import redis
+from tqdm import tqdm
+
+from mlsd_lib.features import records
+from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
+from mlsd_lib.processes import tail
+from mlsd_lib.redis_backend import get_redis
+from mlsd_lib.serving.gateway.demo import tiny_ctr_model
+from mlsd_lib.serving.loadgen import (
+    LoadResult,
+    check_loopback,
+    format_table,
+    http_sender,
+    run_closed_loop,
+    wait_until_ready,
+)
+from mlsd_lib.serving.tensors import TensorSpec
+from mlsd_lib.serving.triton_server import TritonServer, triton_unavailable_reason
+
+NUM_CANDIDATES = 100
+USER_ID = 17
+CONCURRENCY = 8
+API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
+GATEWAY_START_TIMEOUT_S = 180.0
+GATEWAY_STOP_TIMEOUT_S = 20.0
+
+
+class Gateway:
+    """``python -m mlsd_lib.serving.gateway --demo`` as a subprocess on loopback.
+
+    A context manager: on exit (also after an error) the process gets SIGTERM,
+    which drains requests and stops its Triton, then SIGKILL if it hangs.
+    """
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self._env = env
+        self._workdir = workdir
+        self._process: subprocess.Popen[str] | None = None
+        self._lines: list[str] = []
+        self._url_seen = threading.Event()
+        self.url = ""
+
+    def __enter__(self) -> Gateway:
+        command = [
+            sys.executable,
+            "-m",
+            "mlsd_lib.serving.gateway",
+            "--demo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--impression-log",
+            str(self._workdir / "impressions.jsonl"),
+        ]
+        self._process = subprocess.Popen(
+            command,
+            env=self._env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read_output, daemon=True).start()
+        try:
+            if not self._url_seen.wait(GATEWAY_START_TIMEOUT_S) or not self.url:
+                raise RuntimeError(
+                    "the gateway did not print its address within "
+                    f"{GATEWAY_START_TIMEOUT_S:.0f} s. Its output ends:\n"
+                    f"{tail(self.output, 25)}"
+                )
+            check_loopback(self.url)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _read_output(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            self._lines.append(line.rstrip("\n"))
+            if line.startswith("gateway: http://") and not self.url:
+                self.url = line.split(" ", 1)[1].strip()
+                self._url_seen.set()
+        self._url_seen.set()  # exited: stop waiting
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self._lines)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(GATEWAY_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def gateway_env(redis_url: str | None, api_key: str) -> dict[str, str]:
+    """This process's environment, plus the key and (if known) our Redis."""
+    env = dict(os.environ)
+    env[API_KEY_ENV] = api_key
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def measure_gateway(
+    url: str, api_key: str, n_single: int, n_multi: int, max_seconds: float
+) -> tuple[LoadResult, LoadResult, dict[str, int]]:
+    """1 client, then 8 clients, against ``POST /score``; and the gateway's counters."""
+    body = {"user_id": USER_ID, "candidate_ids": list(range(NUM_CANDIDATES))}
+    waited = wait_until_ready(url, "/readyz", timeout_s=60.0)
+    print(f"gateway ready after {waited:.2f} s at {url}")
+    with http_sender(f"{url}/score", body, {"X-API-Key": api_key}) as send:
+        first = send().json()
+        if first.get("degraded") or len(first.get("scores", ())) != NUM_CANDIDATES:
+            raise RuntimeError(f"the gateway's answer is not a real score: {first}")
+        phases = tqdm(total=2, desc="gateway", file=sys.stderr, leave=False)
+        single = run_closed_loop(
+            send,
+            1,
+            max_requests=n_single,
+            max_seconds=max_seconds,
+            warmup_requests=max(50, n_single // 10),
+        )
+        phases.update()
+        multi = run_closed_loop(
+            send,
+            CONCURRENCY,
+            max_requests=n_multi,
+            max_seconds=max_seconds,
+            warmup_requests=max(100, n_multi // 10),
+        )
+        phases.update()
+        phases.close()
+    with httpx.Client(timeout=5.0, trust_env=False) as client:
+        counters = client.get(check_loopback(f"{url}/healthz")).json()
+    return single, multi, counters
+
+
+def measure_batching(
+    n: int, rounds: int, max_seconds: float
+) -> tuple[LoadResult, LoadResult]:
+    """Closed-loop throughput of Triton with and without dynamic batching.
+
+    What the ratio measures: two copies of the demo's production model
+    (:func:`tiny_ctr_model`, same seed and weights, ``max_batch_size`` 512) are
+    bound on one real ``tritonserver``, one with Triton's dynamic batcher
+    (``max_queue_delay_us=0``: merge whatever is already queued, never wait) and
+    one without. Each is driven by :func:`run_closed_loop` at ``CONCURRENCY``
+    threads, each thread with its own Triton HTTP client, sending the gateway's
+    request shape (100 rows x the model's features, float32). The runs
+    alternate, ``rounds`` times each, so machine noise hits both alike; the
+    speedup is successful requests per second with batching over without. It is
+    Triton plus its Python backend only: no gateway, no Redis.
+    """
+    refs = tuple(CANDIDATE_REFS)
+    features = np.random.default_rng(0).uniform(0, 50, (NUM_CANDIDATES, len(refs)))
+    inputs = {"features": features.astype(np.float32)}
+    names = {"batched": True, "unbatched": False}
+    runs: dict[str, list[LoadResult]] = {name: [] for name in names}
+    with TritonServer() as server:
+        print(server.describe())
+        for name, batching in names.items():
+            server.bind(
+                f"ctr-{name}",
+                tiny_ctr_model(len(refs), 0),
+                (TensorSpec("features", np.float32, (len(refs),)),),
+                (TensorSpec("score", np.float32, (1,)),),
+                512,
+                dynamic_batching=batching,
+                max_queue_delay_us=0,
+            )
+
+        def infer(model: str) -> None:
+            # TritonServer.infer keeps one client per calling thread.
+            scores = server.infer(model, inputs)["score"]
+            if scores.size != NUM_CANDIDATES:
+                raise RuntimeError(f"{model} returned {scores.size} scores")
+
+        for _ in tqdm(range(rounds), desc="batching", file=sys.stderr, leave=False):
+            for name in names:
+                runs[name].append(
+                    run_closed_loop(
+                        lambda model=f"ctr-{name}": infer(model),
+                        CONCURRENCY,
+                        max_requests=n,
+                        max_seconds=max_seconds,
+                        # the first few hundred batched calls are slow
+                        # (PyTriton growing its shared memory): warm up well
+                        warmup_requests=max(300, n // 4),
+                    )
+                )
+    return merge(runs["batched"]), merge(runs["unbatched"])
+
+
+def merge(results: list[LoadResult]) -> LoadResult:
+    """One result for several runs at the same concurrency (times added)."""
+    return LoadResult(
+        mode="closed",
+        count=sum(r.count for r in results),
+        failures=sum(r.failures for r in results),
+        duration_s=sum(r.duration_s for r in results),
+        latencies_ms=np.concatenate([r.latencies_ms for r in results]),
+        errors_sample=tuple(e for r in results for e in r.errors_sample)[:5],
+        concurrency=results[0].concurrency,
+        started_at=results[0].started_at,
+    )
+
+
+def remove_demo_keys(client: redis.Redis) -> None:
+    """Delete the keys the demo gateway materialized, so a shared Redis stays clean."""
+    registry = make_ads_example(num_users=1_000, num_ads=100, seed=0).registry
+    for view in registry.views:
+        keys = list(
+            client.scan_iter(match=f"{records.view_prefix(view)}:*", count=1_000)
+        )
+        for start in range(0, len(keys), 5_000):
+            client.unlink(*keys[start : start + 5_000])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer requests (CI smoke run)"
+    )
+    args = parser.parse_args()
+    n_single = 500 if args.quick else 5_000
+    n_multi = 1_500 if args.quick else 15_000
+    n_batch, rounds = (400, 1) if args.quick else (2_000, 3)
+    max_seconds = 30.0 if args.quick else 60.0
+
+    reason = triton_unavailable_reason()
+    if reason is not None:
+        sys.exit(f"this benchmark needs a real tritonserver: {reason}")
+    chosen = "REDIS_URL" if os.environ.get("REDIS_URL") else "get_redis()"
+    backend = get_redis()  # prints the one "Redis backend: ..." line
+    print(f"benchmark Redis chosen by {chosen}: {backend.kind}")
+    if not backend.is_real:
+        print("fakeredis has no network: the gateway starts its own, not comparable")
+    redis_url = os.environ.get("REDIS_URL") or (
+        f"{backend.address}/0" if backend.is_real else None
+    )
+
+    api_key = secrets.token_urlsafe(24)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="mlsd-bench-serving-") as workdir,
+            Gateway(gateway_env(redis_url, api_key), Path(workdir)) as gateway,
+        ):
+            try:
+                single, multi, counters = measure_gateway(
+                    gateway.url, api_key, n_single, n_multi, max_seconds
+                )
+            except BaseException:
+                print(f"gateway output:\n{tail(gateway.output, 25)}")
+                raise
+        batched, unbatched = measure_batching(n_batch, rounds, max_seconds)
+    finally:
+        if backend.is_real:
+            remove_demo_keys(backend.client)
+
+    print("gateway POST /score, 1 user x 100 candidates:")
+    print(format_table([single, multi]))
+    print("triton direct, 8 clients, with then without dynamic batching:")
+    print(format_table([batched, unbatched]))
+    for result in (single, multi, batched, unbatched):
+        for error in result.errors_sample:
+            print(f"error: {error}")
+
+    results: dict[str, object] = {
+        "redis_backend": backend.kind,
+        "quick": args.quick,
+        "e2e_p50_ms": round(single.p50_ms, 3),
+        "e2e_p99_ms": round(single.p99_ms, 3),
+        "e2e_samples": single.successes,
+        "rps_8_clients": round(multi.throughput_rps, 1),
+        "p50_8_clients_ms": round(multi.p50_ms, 3),
+        "p99_8_clients_ms": round(multi.p99_ms, 3),
+        "samples_8_clients": multi.successes,
+        "batching_speedup": round(
+            batched.throughput_rps / max(unbatched.throughput_rps, 1e-9), 3
+        ),
+        "triton_rps_batched": round(batched.throughput_rps, 1),
+        "triton_rps_unbatched": round(unbatched.throughput_rps, 1),
+        "failed_requests": sum(r.failures for r in (single, multi, batched, unbatched)),
+        "degraded_requests": counters.get("degraded", 0),
+        "fallback_requests": counters.get("fallback", 0),
+    }
+    results["targets_met"] = {
+        "e2e_p99_le_10ms": results["e2e_p99_ms"] <= 10.0,
+        "rps_8_clients_ge_800": results["rps_8_clients"] >= 800.0,
+        "p99_8_clients_le_25ms": results["p99_8_clients_ms"] <= 25.0,
+        "zero_failed_requests": results["failed_requests"] == 0,
+    }
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
