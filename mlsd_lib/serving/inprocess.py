@@ -63,6 +63,8 @@ class InProcessModelServer(ModelRegistryMixin):
     """Calls the bound function directly, after the same input checks Triton makes."""
 
     kind = "in-process"
+    #: Whether ``infer`` may be called from several threads at once.
+    thread_safe = True
 
     def __init__(self, reason: str = "requested") -> None:
         super().__init__()

@@ -30,6 +30,7 @@ class ModelServer(Protocol):
     """What every model server offers."""
 
     kind: str
+    thread_safe: bool
 
     def bind(
         self,

@@ -40,6 +40,8 @@ class RemoteTritonServer(ModelRegistryMixin):
     """Talks to the Triton at ``url`` (``http://host:port`` or ``grpc://host:port``)."""
 
     kind = "remote-triton"
+    #: Whether ``infer`` may be called from several threads at once.
+    thread_safe = False  # one shared client
 
     def __init__(self, url: str, request_timeout_s: float = 10.0) -> None:
         super().__init__()

@@ -141,6 +141,8 @@ class TritonServer(ModelRegistryMixin):
     """
 
     kind = "triton"
+    #: Whether ``infer`` may be called from several threads at once.
+    thread_safe = True
 
     def __init__(
         self,

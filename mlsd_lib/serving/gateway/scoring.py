@@ -11,10 +11,13 @@ server cannot use up the threads that feature reads need, and the reverse.
   deployment's ``input_refs``, in the model's column order. If Redis is down or
   slow, every row gets each view's declared defaults and the answer is marked
   degraded: a ranking from default features beats no ranking.
-Model calls run on one thread per model server: a client such as
-``tritonclient.http`` (gevent underneath) fails when one client object is used
-from two threads ("Cannot switch to a different thread"), so each server's calls
-are confined to its own thread, shared by the request path and the shadow.
+Model calls run on a pool per model server. A server that says it is
+``thread_safe`` (the local Triton keeps one client per calling thread; the
+in-process server calls torch) gets ``threads`` workers, so concurrent requests
+reach Triton together and its dynamic batcher can merge them. Any other server
+gets one thread: a client such as ``tritonclient.http`` (gevent underneath) fails
+when one client object is used from two threads ("Cannot switch to a different
+thread").
 
 - Model: one ``infer`` call with the whole ``[candidates, features]`` matrix.
   An error, a timeout, a wrong number of scores or a non-finite score all raise
@@ -70,6 +73,7 @@ class Scorer:
         self.model_timeout_s = model_timeout_s
         self._feature_pool = ThreadPoolExecutor(threads, "gateway-features")
         self._model_threads: dict[int, ThreadPoolExecutor] = {}
+        self._threads = threads
         self._defaults: dict[tuple[str, ...], np.ndarray] = {}
 
     def close(self) -> None:
@@ -200,8 +204,12 @@ class Scorer:
         key = id(deployment.server)
         pool = self._model_threads.get(key)
         if pool is None:
+            workers = (
+                self._threads if getattr(deployment.server, "thread_safe", False) else 1
+            )
             pool = self._model_threads.setdefault(
-                key, ThreadPoolExecutor(1, f"gateway-model-{deployment.server.kind}")
+                key,
+                ThreadPoolExecutor(workers, f"gateway-model-{deployment.server.kind}"),
             )
         return pool
 
