@@ -38,7 +38,7 @@ from mlsd_lib.features.examples import (
     SINGLE_ENTITY_REFS,
     make_ads_example,
 )
-from mlsd_lib.features.online import OnlineStore
+from mlsd_lib.features.online import OnlineStore, delete_matching
 from mlsd_lib.features.read_strategies import (
     read_naive,
     read_pipelined,
@@ -73,9 +73,7 @@ def remove_example_keys(client: redis.Redis, registry: FeatureRegistry) -> None:
             f"{records.view_prefix(view)}:*",
             f"p{records.view_prefix(view)}:*",
         ):
-            keys = list(client.scan_iter(match=pattern, count=1_000))
-            for start in range(0, len(keys), 5_000):
-                client.unlink(*keys[start : start + 5_000])
+            delete_matching(client, pattern)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from mlsd_lib.features import records
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
+from mlsd_lib.features.online import delete_matching
 from mlsd_lib.processes import tail
 from mlsd_lib.redis_backend import get_redis
 from mlsd_lib.serving.gateway.demo import tiny_ctr_model
@@ -255,11 +256,7 @@ def remove_demo_keys(client: redis.Redis) -> None:
     """Delete the keys the demo gateway materialized, so a shared Redis stays clean."""
     registry = make_ads_example(num_users=1_000, num_ads=100, seed=0).registry
     for view in registry.views:
-        keys = list(
-            client.scan_iter(match=f"{records.view_prefix(view)}:*", count=1_000)
-        )
-        for start in range(0, len(keys), 5_000):
-            client.unlink(*keys[start : start + 5_000])
+        delete_matching(client, f"{records.view_prefix(view)}:*")
 
 
 def main() -> None:

@@ -238,6 +238,24 @@ def latest_rows(
     return latest, keys
 
 
+def unlink_in_chunks(
+    client: redis.Redis, keys: Sequence[str | bytes], chunk_size: int = 5_000
+) -> int:
+    """``UNLINK`` keys a chunk at a time, so no single command blocks Redis long."""
+    deleted = 0
+    for start in range(0, len(keys), chunk_size):
+        chunk = keys[start : start + chunk_size]
+        if chunk:
+            deleted += client.unlink(*chunk)
+    return deleted
+
+
+def delete_matching(client: redis.Redis, pattern: str, chunk_size: int = 5_000) -> int:
+    """Delete every key matching ``pattern`` (found with ``SCAN``, not ``KEYS``)."""
+    keys = list(client.scan_iter(match=pattern, count=1_000))
+    return unlink_in_chunks(client, keys, chunk_size)
+
+
 class OnlineStore:
     """Feature views in Redis. ``client`` is any redis-py client (or fakeredis)."""
 
@@ -323,15 +341,10 @@ class OnlineStore:
                 f"use; materialize a new one before dropping it."
             )
         pattern = records.record_key(view, generation, "*")
-        return self._delete(list(self.client.scan_iter(match=pattern, count=1000)))
+        return delete_matching(self.client, pattern, self.write_chunk_size)
 
     def _delete(self, keys: Sequence[str | bytes]) -> int:
-        deleted = 0
-        for start in range(0, len(keys), self.write_chunk_size):
-            chunk = keys[start : start + self.write_chunk_size]
-            if chunk:
-                deleted += self.client.unlink(*chunk)
-        return deleted
+        return unlink_in_chunks(self.client, keys, self.write_chunk_size)
 
     def current_generation(self, view_name: str) -> str | None:
         value = self.client.get(records.current_key(self.registry.view(view_name)))
