@@ -1,0 +1,48 @@
+"""Monitoring: drift statistics and the retraining trigger.
+
+Introduced in ``notebooks/monitoring_retraining.ipynb``.
+
+* :mod:`~mlsd_lib.monitoring.drift`: PSI, KS, prediction and calibration drift,
+  and :class:`DriftReport` over many features.
+* :mod:`~mlsd_lib.monitoring.retraining`: :class:`RetrainingTrigger`, a policy
+  with hysteresis and a decision log.
+"""
+
+from mlsd_lib.monitoring.drift import (
+    PSI_ALERT,
+    PSI_WARN,
+    UNKNOWN_CATEGORY,
+    CalibrationDrift,
+    DriftInputError,
+    DriftReport,
+    KSResult,
+    PredictionDrift,
+    PSIBreakdown,
+    calibration_drift,
+    ks_statistic,
+    prediction_drift,
+    psi,
+    psi_breakdown,
+    psi_status,
+)
+from mlsd_lib.monitoring.retraining import RetrainDecision, RetrainingTrigger
+
+__all__ = [
+    "PSI_ALERT",
+    "PSI_WARN",
+    "UNKNOWN_CATEGORY",
+    "CalibrationDrift",
+    "DriftInputError",
+    "DriftReport",
+    "KSResult",
+    "PSIBreakdown",
+    "PredictionDrift",
+    "RetrainDecision",
+    "RetrainingTrigger",
+    "calibration_drift",
+    "ks_statistic",
+    "prediction_drift",
+    "psi",
+    "psi_breakdown",
+    "psi_status",
+]
