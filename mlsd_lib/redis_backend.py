@@ -97,19 +97,21 @@ class PrivateRedisServer:
             raise RuntimeError("PrivateRedisServer is not running: call start() first.")
         return f"redis://{LOOPBACK}:{self.port}/0"
 
-    def start(self, attempts: int = 3) -> PrivateRedisServer:
+    def start(self, attempts: int = 3, port: int | None = None) -> PrivateRedisServer:
         """Start the server and wait until it answers PING.
 
-        Retries on a fresh port when another process grabbed the chosen one.
+        Retries on a fresh port when another process grabbed the chosen one,
+        unless ``port`` asks for a particular one (a restart after :meth:`kill`
+        does, so that clients reconnect to the address they know).
         """
         last_log = ""
-        for _ in range(attempts):
+        for _ in range(1 if port is not None else attempts):
             self._workdir = Path(tempfile.mkdtemp(prefix="mlsd-redis-"))
             log_path = self._workdir / "redis.log"
             console_path = (
                 self._workdir / "console.log"
             )  # what it says before the log opens
-            self.port = free_loopback_port()
+            self.port = port if port is not None else free_loopback_port()
             args = [
                 self.binary, "--port", str(self.port), "--bind", LOOPBACK,
                 "--save", "", "--appendonly", "no", "--dir", str(self._workdir),
@@ -146,6 +148,19 @@ class PrivateRedisServer:
             f"{self.startup_timeout_s:.0f} s after {attempts} attempts. Its log ends:\n"
             f"{tail(last_log)}\nSet REDIS_URL to a running Redis instead."
         )
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would: no shutdown, data gone.
+
+        The port is remembered; ``start(port=server.port)`` restarts it there.
+        """
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def stop(self) -> None:
         """Stop the server (idempotent) and delete its scratch folder."""

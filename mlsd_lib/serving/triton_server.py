@@ -176,6 +176,14 @@ class TritonServer(ModelRegistryMixin):
     def is_running(self) -> bool:
         return self._triton is not None
 
+    @property
+    def server_pid(self) -> int | None:
+        """The ``tritonserver`` process id (fault-injection tests kill it)."""
+        if self._triton is None:
+            return None
+        command = self._triton._triton_server._tritonserver_running_cmd
+        return None if command is None else int(command.pid)
+
     def start(self) -> TritonServer:
         """Start the server, bind the models registered so far, wait until ready."""
         if self.is_running:

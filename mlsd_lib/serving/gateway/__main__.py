@@ -19,7 +19,6 @@ import ipaddress
 import os
 import secrets
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from mlsd_lib.net import LOOPBACK
 from mlsd_lib.serving.gateway.app import create_app
 from mlsd_lib.serving.gateway.config import GatewayConfig
 from mlsd_lib.serving.gateway.demo import build_demo
+from mlsd_lib.serving.gateway.server import loopback_listener
 
 API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
 
@@ -119,18 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             model_timeout_s=args.model_timeout_ms / 1000,
         )
         app = create_app(config, demo.store, demo.deployments)
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        # proto=IPPROTO_TCP matters: asyncio turns Nagle's algorithm off
-        # (TCP_NODELAY) only on sockets that say they are TCP. Without it, a
-        # keep-alive connection's responses (headers, then body: two writes) stall
-        # ~40 ms on the client's delayed ACK. Accepted sockets inherit the option.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
-        sock.listen(2048)
+        sock = loopback_listener(args.host, args.port)
         host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        shown = f"[{host}]" if ":" in host else host
         print(f"gateway: http://{shown}:{port}", flush=True)
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", access_log=False)

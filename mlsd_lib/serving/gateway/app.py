@@ -15,13 +15,17 @@ Introduced in ``notebooks/model_serving.ipynb``. One scoring request walks:
 
 ``/healthz`` says the process is alive; ``/readyz`` says it can do useful work
 (Redis answers PING and the production model, or its fallback, scores a row of
-default features). OpenAPI docs are at ``/docs`` and ``/openapi.json``.
+default features). ``POST /admin/reload`` hot-swaps the models (see
+:mod:`~mlsd_lib.serving.gateway.hotswap`) from the app's ``reload`` source, for
+example the model registry's stages. OpenAPI docs are at ``/docs`` and
+``/openapi.json``.
 """
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,6 +34,11 @@ from fastapi.responses import JSONResponse
 
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.serving.gateway.config import Deployment, Deployments, GatewayConfig
+from mlsd_lib.serving.gateway.hotswap import (
+    DeploymentSwitch,
+    SwapRefused,
+    versions_by_arm,
+)
 from mlsd_lib.serving.gateway.impressions import ImpressionLog
 from mlsd_lib.serving.gateway.limits import BodyLimitMiddleware, api_key_checker
 from mlsd_lib.serving.gateway.routing import route
@@ -58,7 +67,7 @@ class GatewayState:
         self, config: GatewayConfig, store: OnlineStore, deployments: Deployments
     ) -> None:
         self.config = config
-        self.deployments = deployments
+        self.switch = DeploymentSwitch(deployments)
         self.scorer = Scorer(
             store,
             config.entities,
@@ -69,50 +78,71 @@ class GatewayState:
         self.log = ImpressionLog(
             config.impression_log_path, config.impression_queue_size
         )
-        self.shadow = (
-            None
-            if deployments.shadow is None
-            else ShadowScorer(
-                deployments.shadow, self.scorer, self.log, config.shadow_queue_size
-            )
-        )
-        self.counters = {"requests": 0, "degraded": 0, "fallback": 0, "unavailable": 0}
+        self.shadow = ShadowScorer(self.scorer, self.log, config.shadow_queue_size)
+        self.counters = {
+            "requests": 0,
+            "degraded": 0,
+            "fallback": 0,
+            "unavailable": 0,
+            "swaps": 0,
+        }
+
+    @property
+    def deployments(self) -> Deployments:
+        """What new requests are served by (a hot swap replaces it)."""
+        return self.switch.current
 
     def start(self) -> None:
         self.log.start()
-        if self.shadow is not None:
-            self.shadow.start()
+        self.shadow.start()
 
     def close(self) -> None:
         """Finish shadow jobs, write every queued line, stop the thread pools."""
-        if self.shadow is not None:
-            self.shadow.close()
+        self.shadow.close()
         self.log.close()
         self.scorer.close()
 
     def drain(self) -> None:
         """Wait until every shadow job and log line so far is written (tests use it)."""
-        if self.shadow is not None:
-            self.shadow.drain()
+        self.shadow.drain()
         self.log.flush()
 
     def stats(self) -> dict[str, int]:
-        shadow = self.shadow
         return {
             **self.counters,
             "impressions_written": self.log.written,
             "impressions_dropped": self.log.dropped,
-            "shadow_scored": 0 if shadow is None else shadow.scored,
-            "shadow_dropped": 0 if shadow is None else shadow.dropped,
-            "shadow_failed": 0 if shadow is None else shadow.failed,
+            "shadow_scored": self.shadow.scored,
+            "shadow_dropped": self.shadow.dropped,
+            "shadow_failed": self.shadow.failed,
         }
+
+    async def swap(self, new: Deployments) -> dict[str, Any]:
+        """Hot-swap to ``new`` (warm up, switch, drain); SwapRefused keeps the old."""
+        new.check_refs(self.scorer.store.registry)
+        report = await self.switch.swap(
+            new,
+            self.scorer,
+            warmup_timeout_s=self.config.warmup_timeout_s,
+            drain_timeout_s=self.config.drain_timeout_s,
+        )
+        self.counters["swaps"] += 1
+        logger.info("hot swap: %s -> %s", report.before, report.after)
+        return report.to_json()
 
 
 def create_app(
-    config: GatewayConfig, store: OnlineStore, deployments: Deployments
+    config: GatewayConfig,
+    store: OnlineStore,
+    deployments: Deployments,
+    *,
+    reload: Callable[[], Deployments] | None = None,
 ) -> FastAPI:
     """A gateway serving ``deployments`` with features from ``store``.
 
+    ``reload``, when given, builds the deployments to serve next (for example
+    :meth:`~mlsd_lib.serving.gateway.deploy.RegistryDeployer.deployments`, which
+    reads the registry's stages); ``POST /admin/reload`` calls it and hot-swaps.
     The app owns its worker threads (started and stopped with the app's
     lifespan), not the store's Redis client or the model servers: whoever
     created those closes them.
@@ -164,6 +194,10 @@ def create_app(
     )
     async def score(body: request_model) -> ScoreResponse:  # type: ignore[valid-type]
         """Score every candidate for the user; one score per candidate, in order."""
+        with state.switch.snapshot() as deployments:
+            return await score_with(deployments, body)
+
+    async def score_with(deployments: Deployments, body: ScoreRequest) -> ScoreResponse:
         start = time.perf_counter()
         request_id = uuid.uuid4().hex
         state.counters["requests"] += 1
@@ -232,9 +266,10 @@ def create_app(
                 "fallback": used_fallback,
             }
         )
-        if state.shadow is not None:
+        if deployments.shadow is not None:
             state.shadow.submit(
                 ShadowJob(
+                    deployments.shadow,
                     request_id,
                     body.user_id,
                     body.candidate_ids,
@@ -247,7 +282,40 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """The process is alive and its event loop answers (plus its counters)."""
-        return {"status": "ok", **state.stats()}
+        return {
+            "status": "ok",
+            "deployments": versions_by_arm(state.deployments),
+            **state.stats(),
+        }
+
+    @app.post(
+        "/admin/reload",
+        responses={
+            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+            404: {"model": ErrorResponse, "description": "no deployment source"},
+            409: {"model": ErrorResponse, "description": "swap refused; old serves"},
+        },
+        dependencies=[Depends(require_key)],
+    )
+    async def admin_reload() -> dict[str, Any]:
+        """Hot-swap to the deployments the reload source names now (e.g. the
+        registry's stages): warm up, switch, drain. Requests never fail during it;
+        if the new models fail their warm-up the old ones keep serving (409)."""
+        if reload is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                "this gateway was started without a reload source; pass "
+                "create_app(..., reload=RegistryDeployer(...).deployments).",
+            )
+        try:
+            new = await asyncio.to_thread(reload)
+            return await state.swap(new)
+        except (SwapRefused, LookupError, ValueError, RuntimeError) as error:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"hot swap refused, still serving {versions_by_arm(state.deployments)}"
+                f": {type(error).__name__}: {error}",
+            ) from error
 
     @app.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
     async def readyz() -> JSONResponse:
@@ -258,7 +326,7 @@ def create_app(
             await state.scorer.ping_store(timeout)
         except Exception as error:
             checks["redis"] = f"{type(error).__name__}: {error}"
-        checks["model"] = await _probe_models(state, deployments, timeout)
+        checks["model"] = await _probe_models(state, state.deployments, timeout)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"ready": ready, "checks": checks},

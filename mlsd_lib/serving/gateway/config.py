@@ -139,6 +139,8 @@ class GatewayConfig:
     feature_timeout_s: float = 0.05
     model_timeout_s: float = 0.2
     readiness_timeout_s: float = 1.0
+    warmup_timeout_s: float = 10.0
+    drain_timeout_s: float = 10.0
     retry_after_s: int = 1
     canary_salt: str = "canary"
     shadow_queue_size: int = 256
@@ -159,6 +161,8 @@ class GatewayConfig:
             "feature_timeout_s": self.feature_timeout_s,
             "model_timeout_s": self.model_timeout_s,
             "readiness_timeout_s": self.readiness_timeout_s,
+            "warmup_timeout_s": self.warmup_timeout_s,
+            "drain_timeout_s": self.drain_timeout_s,
             "shadow_queue_size": self.shadow_queue_size,
             "impression_queue_size": self.impression_queue_size,
             "worker_threads": self.worker_threads,

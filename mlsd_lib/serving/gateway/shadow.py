@@ -33,6 +33,8 @@ _STOP = None
 class ShadowJob:
     """What the shadow needs from one served request."""
 
+    deployment: Deployment
+    """The shadow model, as configured when the request started."""
     request_id: str
     user_id: int
     candidate_ids: list[int]
@@ -42,16 +44,14 @@ class ShadowJob:
 
 
 class ShadowScorer:
-    """One worker thread scoring ``deployment`` from a bounded queue."""
+    """One worker thread scoring each job's shadow deployment from a bounded queue."""
 
     def __init__(
         self,
-        deployment: Deployment,
         scorer: Scorer,
         log: ImpressionLog,
         max_queued: int = 256,
     ) -> None:
-        self.deployment = deployment
         self.scorer = scorer
         self.log = log
         self.dropped = 0
@@ -99,7 +99,7 @@ class ShadowScorer:
                 self._queue.task_done()
 
     def _score(self, job: ShadowJob) -> None:
-        deployment = self.deployment
+        deployment = job.deployment
         try:
             features = job.features
             if deployment.input_refs != job.refs:

@@ -1,0 +1,136 @@
+"""From the model registry's stages to the deployments a gateway serves.
+
+Introduced in ``notebooks/model_serving.ipynb``. The registry says *which*
+version is in production, canary and shadow; this module makes that true on a
+model server: it loads each staged version (checksum verified, nothing
+unpickled), binds it to the server under a name that includes its version, and
+returns the :class:`~mlsd_lib.serving.gateway.config.Deployments` to route to.
+The version's recorded input schema *is* the list of feature references the
+gateway fetches, in column order, so a model can never be fed features in an
+order it was not trained on.
+
+The release procedure is then: register, ``promote`` in the registry, and
+``POST /admin/reload`` on the gateway, which calls :meth:`RegistryDeployer.
+deployments` and hot-swaps (:mod:`~mlsd_lib.serving.gateway.hotswap`).
+``rollback`` followed by a reload is the way back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mlsd_lib.serving.gateway.config import Deployment, Deployments
+from mlsd_lib.serving.model_server import ModelServer
+from mlsd_lib.serving.registry import ModelRegistry, ModelVersion, RegistryError
+from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
+
+
+def torch_infer_fn(
+    module: Callable[[torch.Tensor], torch.Tensor],
+    input_name: str = "features",
+    output_name: str = "score",
+) -> BatchedInferFn:
+    """Wrap a loaded ``features [n, k] -> scores [n] or [n, 1]`` module for a
+    model server: numpy in, ``{output_name: float32 [n, 1]}`` out."""
+
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(np.ascontiguousarray(inputs[input_name])))
+        return {output_name: out.reshape(-1, 1).numpy().astype(np.float32)}
+
+    return infer
+
+
+def served_name(record: ModelVersion) -> str:
+    """The name a version is bound under on a model server: ``ctr-v3``."""
+    return f"{record.name}-v{record.version}"
+
+
+class RegistryDeployer:
+    """Binds the registry's staged versions to a model server, on demand.
+
+    ``fallback_server`` (usually in-process) also gets the production version,
+    which becomes the fallback deployment: same model, no network. Versions are
+    bound once and kept bound, so a rollback to a recent version is instant.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        name: str,
+        server: ModelServer,
+        *,
+        fallback_server: ModelServer | None = None,
+        canary_fraction: float = 0.1,
+        max_batch_size: int = 512,
+        input_name: str = "features",
+        output_name: str = "score",
+    ) -> None:
+        self.registry = registry
+        self.name = name
+        self.server = server
+        self.fallback_server = fallback_server
+        self.canary_fraction = canary_fraction
+        self.max_batch_size = max_batch_size
+        self.input_name = input_name
+        self.output_name = output_name
+        self._bound: set[tuple[int, str]] = set()
+        self._lock = threading.Lock()
+
+    def deployments(self) -> Deployments:
+        """The deployments the registry's stages name now (binding what is new)."""
+        with self._lock:
+            staged = {
+                stage: self.registry.stage_version(self.name, stage)
+                for stage in ("production", "canary", "shadow")
+            }
+            if staged["production"] is None:
+                raise RegistryError(
+                    f"no version of {self.name!r} is in production; promote one "
+                    "before deploying."
+                )
+            made = {
+                stage: self._deploy(self.server, self.registry.get(self.name, v))
+                for stage, v in staged.items()
+                if v is not None
+            }
+            fallback = None
+            if self.fallback_server is not None:
+                record = self.registry.get(self.name, staged["production"])
+                fallback = self._deploy(self.fallback_server, record, "-inprocess")
+            canary = made.get("canary")
+            return Deployments(
+                production=made["production"],
+                canary=canary,
+                canary_fraction=self.canary_fraction if canary is not None else 0.0,
+                shadow=made.get("shadow"),
+                fallback=fallback,
+            )
+
+    def _deploy(
+        self, server: ModelServer, record: ModelVersion, suffix: str = ""
+    ) -> Deployment:
+        model_name = served_name(record)
+        refs = tuple(record.feature_names)
+        if (id(server), model_name) not in self._bound:
+            module = self.registry.load(record.name, record.version)
+            server.bind(
+                model_name,
+                torch_infer_fn(module, self.input_name, self.output_name),
+                (TensorSpec(self.input_name, np.float32, (len(refs),)),),
+                (TensorSpec(self.output_name, np.float32, (1,)),),
+                self.max_batch_size,
+            )
+            self._bound.add((id(server), model_name))
+        return Deployment(
+            version=model_name + suffix,
+            server=server,
+            model_name=model_name,
+            input_refs=refs,
+            input_name=self.input_name,
+            output_name=self.output_name,
+        )
