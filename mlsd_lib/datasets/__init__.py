@@ -2,8 +2,22 @@
 
 * :mod:`~mlsd_lib.datasets.ctr`: :class:`CTRData`, the tabular CTR shape, and
   :func:`hash_ids`, the hashing trick.
+* :mod:`~mlsd_lib.datasets.criteo`: :func:`read_criteo`, the Criteo
+  display-advertising TSV format, and :func:`write_criteo_sample`.
 """
 
+from mlsd_lib.datasets.criteo import (
+    CriteoFormatError,
+    read_criteo,
+    write_criteo_sample,
+)
 from mlsd_lib.datasets.ctr import CTRData, CTRDataError, hash_ids
 
-__all__ = ["CTRData", "CTRDataError", "hash_ids"]
+__all__ = [
+    "CTRData",
+    "CTRDataError",
+    "CriteoFormatError",
+    "hash_ids",
+    "read_criteo",
+    "write_criteo_sample",
+]
