@@ -151,3 +151,23 @@ def test_monotone_distortion_keeps_auc_and_repairs_restore_ne(calibrated) -> Non
         assert normalized_entropy(y_eval, repaired) == pytest.approx(base_ne, abs=0.01)
         assert calibration_ratio(y_eval, repaired) == pytest.approx(1.0, abs=0.05)
         assert expected_calibration_error(y_eval, repaired) < 0.02
+
+
+def test_reliability_figure_has_diagonal_and_one_line_per_model(calibrated) -> None:
+    from matplotlib.figure import Figure
+
+    from mlsd_lib.evaluation.plots import reliability_figure
+
+    y, p = calibrated
+    diagrams = {
+        "calibrated": reliability_diagram(y, p),
+        "distorted": reliability_diagram(y, p**0.5),
+    }
+    fig = reliability_figure(diagrams)
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    diagonal = ax.lines[0]
+    np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())
+    assert len(ax.containers) == 2  # one errorbar container per model
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "perfectly calibrated" and labels[1].startswith("calibrated")

@@ -48,3 +48,19 @@ def test_scaling_predictions_raises_ne() -> None:
     p = rng.uniform(0.01, 0.2, 10_000)
     y = rng.random(len(p)) < p
     assert normalized_entropy(y, np.clip(2 * p, 0, 1)) > normalized_entropy(y, p)
+
+
+def test_gap_to_best_figure_bars_and_reference_line() -> None:
+    from matplotlib.figure import Figure
+
+    from mlsd_lib.evaluation.plots import gap_to_best_figure
+
+    ne = {"logistic": 0.92, "gbdt": 0.88, "dcn": 0.86}
+    fig = gap_to_best_figure(ne, best=0.84)
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == pytest.approx([0.92, 0.88, 0.86])
+    (line,) = ax.lines
+    assert list(line.get_ydata()) == [0.84, 0.84]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(ne)

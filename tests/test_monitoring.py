@@ -141,3 +141,38 @@ def test_trigger_on_key_feature_psi() -> None:
     assert fired.retrain and fired.reasons == ("PSI of 'price' 0.400 > 0.25",)
     with pytest.raises(ValueError, match="deployed"):
         RetrainingTrigger().observe(0, 0.8)
+
+
+def test_psi_figure_bars_and_colours() -> None:
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from mlsd_lib.evaluation.plots import psi_figure
+
+    fig = psi_figure({"age": 0.02, "price": 0.15, "country": 0.4})
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert [p.get_width() for p in ax.patches] == pytest.approx([0.02, 0.15, 0.4])
+    assert [p.get_facecolor() for p in ax.patches] == [
+        to_rgba(c) for c in ("tab:green", "tab:orange", "tab:red")
+    ]
+    assert [line.get_xdata()[0] for line in ax.lines] == [0.1, 0.25]
+
+
+def test_metric_over_days_figure_lines_threshold_and_markers() -> None:
+    from mlsd_lib.evaluation.plots import metric_over_days_figure
+
+    days = list(range(10))
+    fig = metric_over_days_figure(
+        days,
+        {"never": np.linspace(0.8, 0.9, 10), "triggered": np.full(10, 0.81)},
+        threshold=0.824,
+        retrain_days={"triggered": [3, 7]},
+    )
+    (ax,) = fig.axes
+    # two series, one marker line for the retrains, one threshold line
+    assert len(ax.lines) == 4
+    assert list(ax.lines[2].get_xdata()) == [3, 7]
+    assert list(ax.lines[3].get_ydata()) == [0.824, 0.824]
+    with pytest.raises(ValueError, match="'bad' has 3 values for 10 days"):
+        metric_over_days_figure(days, {"bad": [1, 2, 3]})
