@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from gateway_support import BackgroundLoad
 
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
@@ -21,6 +20,7 @@ from mlsd_lib.serving.gateway.demo import replay_to_now
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, served_name
 from mlsd_lib.serving.gateway.hotswap import SwapRefused
 from mlsd_lib.serving.gateway.server import GatewayServer
+from mlsd_lib.serving.gateway.traffic import BackgroundLoad
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.registry import ModelRegistry, RegistryError
 from mlsd_lib.serving.tensors import TensorSpec

@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 import redis
 import torch
-from gateway_support import BackgroundLoad
 
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
@@ -29,6 +28,7 @@ from mlsd_lib.serving.gateway import Deployment, Deployments, GatewayConfig, cre
 from mlsd_lib.serving.gateway.demo import replay_to_now
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, torch_infer_fn
 from mlsd_lib.serving.gateway.server import GatewayServer
+from mlsd_lib.serving.gateway.traffic import BackgroundLoad
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.registry import ModelRegistry
 from mlsd_lib.serving.tensors import TensorSpec

@@ -1,0 +1,186 @@
+"""Steady background traffic against a gateway, every request recorded.
+
+Introduced in ``notebooks/model_serving.ipynb`` (the hot swap) and used by the
+fault tests. :mod:`~mlsd_lib.serving.loadgen` answers "how fast?" with
+percentiles; operations questions need the *timeline* instead: which requests
+were in flight when the model was swapped or Redis was killed, which version
+answered each, and whether any failed. :class:`BackgroundLoad` keeps one
+:class:`Outcome` per request for that, for as long as the ``with`` block runs
+(bounded in count and time, loopback only, like every load in this book).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+from matplotlib.figure import Figure
+
+from mlsd_lib.serving.loadgen import check_loopback
+
+
+@dataclass
+class Outcome:
+    """One request as its client saw it (``status`` 0: no HTTP answer at all)."""
+
+    sent_at: float
+    latency_s: float
+    status: int
+    body: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def done_at(self) -> float:
+        return self.sent_at + self.latency_s
+
+
+class BackgroundLoad:
+    """``clients`` threads posting scoring requests until the block ends.
+
+    Each request scores ``candidates`` ads for one of ``num_users`` users, users
+    taken in turn. Times are :func:`time.perf_counter` values, so they line up
+    with marks the caller takes with the same clock.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        clients: int = 4,
+        candidates: int = 20,
+        num_users: int = 200,
+        num_ads: int = 30,
+        timeout_s: float = 5.0,
+        max_requests: int = 20_000,
+        max_seconds: float = 120.0,
+    ) -> None:
+        self.url = check_loopback(url)
+        self.headers = headers
+        self.clients = clients
+        self.candidates = candidates
+        self.num_users = num_users
+        self.num_ads = num_ads
+        self.timeout_s = timeout_s
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.outcomes: list[Outcome] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def _worker(self, index: int) -> None:
+        deadline = time.perf_counter() + self.max_seconds
+        with httpx.Client(timeout=self.timeout_s, trust_env=False) as client:
+            n = 0
+            while (
+                not self._stop.is_set()
+                and len(self.outcomes) < self.max_requests
+                and time.perf_counter() < deadline
+            ):
+                user = (index * 7919 + n) % self.num_users
+                ads = [(user + k) % self.num_ads for k in range(self.candidates)]
+                start = time.perf_counter()
+                try:
+                    answer = client.post(
+                        f"{self.url}/score",
+                        json={"user_id": user, "candidate_ids": ads},
+                        headers=self.headers,
+                    )
+                    outcome = Outcome(
+                        start,
+                        time.perf_counter() - start,
+                        answer.status_code,
+                        answer.json(),
+                    )
+                except Exception as error:  # a failed request is data here
+                    outcome = Outcome(
+                        start, time.perf_counter() - start, 0, error=repr(error)
+                    )
+                with self._lock:
+                    self.outcomes.append(outcome)
+                n += 1
+
+    def __enter__(self) -> BackgroundLoad:
+        for index in range(self.clients):
+            thread = threading.Thread(
+                target=self._worker, args=(index,), name=f"traffic-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout_s + 5)
+
+    def since(self, moment: float) -> list[Outcome]:
+        """The requests sent at or after ``moment``."""
+        with self._lock:
+            return [o for o in self.outcomes if o.sent_at >= moment]
+
+    def failures(self) -> list[Outcome]:
+        """Requests that got no answer or a non-2xx one."""
+        with self._lock:
+            return [o for o in self.outcomes if not 200 <= o.status < 300]
+
+    def wait_for(self, count: int, timeout_s: float = 30.0) -> None:
+        """Block until at least ``count`` more requests have completed."""
+        target = len(self.outcomes) + count
+        deadline = time.monotonic() + timeout_s
+        while len(self.outcomes) < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"load stalled at {len(self.outcomes)} requests")
+            time.sleep(0.01)
+
+
+def plot_timeline(
+    outcomes: Sequence[Outcome],
+    marks: dict[str, float] | None = None,
+    *,
+    origin: float | None = None,
+) -> Figure:
+    """Latency of every request against its send time, coloured by the version
+    (or status) that answered it; ``marks`` draws labelled vertical lines."""
+    figure = Figure(figsize=(7, 3.5), layout="constrained")
+    axes = figure.add_subplot()
+    if outcomes:
+        start = min(o.sent_at for o in outcomes) if origin is None else origin
+        labels = [
+            o.body.get("model_version", f"HTTP {o.status}")
+            if o.status == 200
+            else f"failed ({o.status})"
+            for o in outcomes
+        ]
+        for label in sorted(set(labels)):
+            chosen = [
+                o for o, lab in zip(outcomes, labels, strict=True) if lab == label
+            ]
+            axes.plot(
+                np.array([o.sent_at for o in chosen]) - start,
+                np.array([o.latency_s for o in chosen]) * 1000,
+                ".",
+                markersize=3,
+                label=label,
+            )
+        for name, moment in (marks or {}).items():
+            axes.axvline(moment - start, color="k", linestyle="--", linewidth=1)
+            axes.annotate(
+                name,
+                (moment - start, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+            )
+    axes.set_xlabel("time since the first request (s)")
+    axes.set_ylabel("latency (ms)")
+    axes.set_yscale("log")
+    axes.grid(alpha=0.3)
+    axes.legend(markerscale=3, fontsize=8)
+    return figure
