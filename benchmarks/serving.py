@@ -69,9 +69,12 @@ class Gateway:
     which drains requests and stops its Triton, then SIGKILL if it hangs.
     """
 
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], workdir: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self._env = env
         self._workdir = workdir
+        self._extra_args = extra_args
         self._process: subprocess.Popen[str] | None = None
         self._lines: list[str] = []
         self._url_seen = threading.Event()
@@ -89,6 +92,7 @@ class Gateway:
             "0",
             "--impression-log",
             str(self._workdir / "impressions.jsonl"),
+            *self._extra_args,
         ]
         self._process = subprocess.Popen(
             command,
@@ -121,6 +125,10 @@ class Gateway:
         self._url_seen.set()  # exited: stop waiting
 
     @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
     def output(self) -> str:
         return "\n".join(self._lines)
 
@@ -139,6 +147,104 @@ class Gateway:
         self.stop()
 
 
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used (all its threads), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it, from ``/proc`` (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def process_label(pid: int, gateway_pid: int | None) -> str:
+    """A short name: load generator, gateway, tritonserver, stub (model), redis."""
+    if pid == os.getpid():
+        return "load generator (this process)"
+    if pid == gateway_pid:
+        return "gateway (uvicorn + PyTriton proxies)"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"pid {pid}"
+    words = [a.decode(errors="replace") for a in argv if a]
+    name = Path(words[0]).name if words else f"pid {pid}"
+    if name == "triton_python_backend_stub":
+        model = next((w for w in words if "/workspace/" in w), "")
+        model = model.split("/model-store/")[-1].split("/")[0] if model else ""
+        return f"python backend stub {model}".strip()
+    return name
+
+
+class CpuMeter:
+    """CPU time per process over a phase, for the load generator's process tree
+    (this process, the private Redis it started, the gateway, its tritonserver
+    and the Python-backend stubs): ``with meter: ...`` then :meth:`per_request`.
+    """
+
+    def __init__(self, gateway_pid: int | None) -> None:
+        self.gateway_pid = gateway_pid
+        self._before: dict[int, float] = {}
+        self.used_s: dict[str, float] = {}
+
+    def _sample(self) -> dict[int, float]:
+        sample = {}
+        ours = process_tree(os.getpid())
+        gateway = set(process_tree(self.gateway_pid)) if self.gateway_pid else set()
+        # this process, the gateway's tree and our Redis (not other children)
+        pids = [os.getpid(), *gateway] + [
+            p for p in ours if process_label(p, None).startswith("redis-server")
+        ]
+        for pid in pids:
+            used = cpu_seconds(pid)
+            if used is not None:
+                sample[pid] = used
+        return sample
+
+    def __enter__(self) -> CpuMeter:
+        self._before = self._sample()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        after = self._sample()
+        self.used_s = {}
+        for pid, used in after.items():
+            label = process_label(pid, self.gateway_pid)
+            delta = used - self._before.get(pid, 0.0)
+            self.used_s[label] = self.used_s.get(label, 0.0) + delta
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        """CPU milliseconds per request per process, plus the total."""
+        table = {
+            label: round(1000 * used / max(requests, 1), 3)
+            for label, used in sorted(self.used_s.items(), key=lambda kv: -kv[1])
+            if used > 0
+        }
+        table["total"] = round(sum(table.values()), 3)
+        return table
+
+
 def gateway_env(redis_url: str | None, api_key: str) -> dict[str, str]:
     """This process's environment, plus the key and (if known) our Redis."""
     env = dict(os.environ)
@@ -149,13 +255,27 @@ def gateway_env(redis_url: str | None, api_key: str) -> dict[str, str]:
 
 
 def measure_gateway(
-    url: str, api_key: str, n_single: int, n_multi: int, max_seconds: float
-) -> tuple[LoadResult, LoadResult, dict[str, int]]:
-    """1 client, then 8 clients, against ``POST /score``; and the gateway's counters."""
+    url: str,
+    api_key: str,
+    n_single: int,
+    n_multi: int,
+    max_seconds: float,
+    *,
+    gateway_pid: int | None = None,
+    client: str = "stdlib",
+) -> tuple[LoadResult, LoadResult, dict[str, int], dict[str, float]]:
+    """1 client, then 8 clients, against ``POST /score``; the gateway's counters;
+    and CPU milliseconds per request per process over the 8-client phase.
+
+    ``client="stdlib"`` (the default) sends with ``http.client``, which costs
+    this process about a quarter of httpx's CPU per request: on 2 cores the
+    load generator's CPU is taken from the service it measures.
+    """
     body = {"user_id": USER_ID, "candidate_ids": list(range(NUM_CANDIDATES))}
     waited = wait_until_ready(url, "/readyz", timeout_s=60.0)
     print(f"gateway ready after {waited:.2f} s at {url}")
-    with http_sender(f"{url}/score", body, {"X-API-Key": api_key}) as send:
+    headers = {"X-API-Key": api_key}
+    with http_sender(f"{url}/score", body, headers, client=client) as send:
         first = send().json()
         if first.get("degraded") or len(first.get("scores", ())) != NUM_CANDIDATES:
             raise RuntimeError(f"the gateway's answer is not a real score: {first}")
@@ -168,18 +288,18 @@ def measure_gateway(
             warmup_requests=max(50, n_single // 10),
         )
         phases.update()
-        multi = run_closed_loop(
-            send,
-            CONCURRENCY,
-            max_requests=n_multi,
-            max_seconds=max_seconds,
-            warmup_requests=max(100, n_multi // 10),
+        run_closed_loop(  # warm-up, outside the CPU meter
+            send, CONCURRENCY, max_requests=max(100, n_multi // 10), max_seconds=30.0
         )
+        with CpuMeter(gateway_pid) as meter:
+            multi = run_closed_loop(
+                send, CONCURRENCY, max_requests=n_multi, max_seconds=max_seconds
+            )
         phases.update()
         phases.close()
-    with httpx.Client(timeout=5.0, trust_env=False) as client:
-        counters = client.get(check_loopback(f"{url}/healthz")).json()
-    return single, multi, counters
+    with httpx.Client(timeout=5.0, trust_env=False) as http:
+        counters = http.get(check_loopback(f"{url}/healthz")).json()
+    return single, multi, counters, meter.per_request_ms(multi.count)
 
 
 def measure_batching(
@@ -264,6 +384,19 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="fewer requests (CI smoke run)"
     )
+    parser.add_argument(
+        "--client",
+        choices=("stdlib", "httpx"),
+        default="stdlib",
+        help="the load generator's HTTP client (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gateway-arg",
+        action="append",
+        default=[],
+        help="an extra argument for the gateway (repeat), e.g. --gateway-arg=--http "
+        "--gateway-arg=h11",
+    )
     args = parser.parse_args()
     n_single = 500 if args.quick else 5_000
     n_multi = 1_500 if args.quick else 15_000
@@ -286,11 +419,19 @@ def main() -> None:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="mlsd-bench-serving-") as workdir,
-            Gateway(gateway_env(redis_url, api_key), Path(workdir)) as gateway,
+            Gateway(
+                gateway_env(redis_url, api_key), Path(workdir), tuple(args.gateway_arg)
+            ) as gateway,
         ):
             try:
-                single, multi, counters = measure_gateway(
-                    gateway.url, api_key, n_single, n_multi, max_seconds
+                single, multi, counters, cpu_ms = measure_gateway(
+                    gateway.url,
+                    api_key,
+                    n_single,
+                    n_multi,
+                    max_seconds,
+                    gateway_pid=gateway.pid,
+                    client=args.client,
                 )
             except BaseException:
                 print(f"gateway output:\n{tail(gateway.output, 25)}")
@@ -302,6 +443,9 @@ def main() -> None:
 
     print("gateway POST /score, 1 user x 100 candidates:")
     print(format_table([single, multi]))
+    print("CPU ms per request, 8-client phase, by process:")
+    for label, ms in cpu_ms.items():
+        print(f"  {ms:7.3f}  {label}")
     print("triton direct, 8 clients, with then without dynamic batching:")
     print(format_table([batched, unbatched]))
     for result in (single, multi, batched, unbatched):
@@ -326,6 +470,8 @@ def main() -> None:
         "failed_requests": sum(r.failures for r in (single, multi, batched, unbatched)),
         "degraded_requests": counters.get("degraded", 0),
         "fallback_requests": counters.get("fallback", 0),
+        "client": args.client,
+        "cpu_ms_per_request_8_clients": cpu_ms,
     }
     results["targets_met"] = {
         "e2e_p99_le_10ms": results["e2e_p99_ms"] <= 10.0,

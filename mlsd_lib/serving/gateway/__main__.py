@@ -62,6 +62,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-candidates", type=int, default=500)
     parser.add_argument("--feature-timeout-ms", type=float, default=50.0)
     parser.add_argument("--model-timeout-ms", type=float, default=500.0)
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=0,
+        help="Triton's dynamic batcher: longest wait for more requests (demo models)",
+    )
+    parser.add_argument(
+        "--http",
+        choices=("auto", "httptools", "h11"),
+        default="auto",
+        help="uvicorn's HTTP parser (auto: httptools when installed)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="the event loop (auto: uvloop when installed)",
+    )
     return parser.parse_args(argv)
 
 
@@ -107,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     # once done; this handler turns that, or a SIGTERM during start-up, into a
     # normal exit that runs the clean-up below.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    demo = build_demo(canary_fraction=args.canary_fraction)
+    demo = build_demo(
+        canary_fraction=args.canary_fraction,
+        max_queue_delay_us=args.max_queue_delay_us,
+    )
     try:
         print(demo.describe(), flush=True)
         config = GatewayConfig(
@@ -124,7 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"gateway: http://{shown}:{port}", flush=True)
         server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False)
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                http=args.http,
+                loop=args.loop,
+            )
         )
         try:
             server.run(sockets=[sock])  # graceful shutdown on SIGTERM/SIGINT

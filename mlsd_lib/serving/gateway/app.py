@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.serving.gateway.config import Deployment, Deployments, GatewayConfig
@@ -46,7 +46,7 @@ from mlsd_lib.serving.gateway.schemas import (
     ErrorResponse,
     ScoreRequest,
     ScoreResponse,
-    Timings,
+    json_response,
     score_request_model,
 )
 from mlsd_lib.serving.gateway.scoring import (
@@ -192,12 +192,12 @@ def create_app(
         },
         dependencies=[Depends(require_key)],
     )
-    async def score(body: request_model) -> ScoreResponse:  # type: ignore[valid-type]
+    async def score(body: request_model) -> Response:  # type: ignore[valid-type]
         """Score every candidate for the user; one score per candidate, in order."""
         with state.switch.snapshot() as deployments:
             return await score_with(deployments, body)
 
-    async def score_with(deployments: Deployments, body: ScoreRequest) -> ScoreResponse:
+    async def score_with(deployments: Deployments, body: ScoreRequest) -> Response:
         start = time.perf_counter()
         request_id = uuid.uuid4().hex
         state.counters["requests"] += 1
@@ -239,18 +239,24 @@ def create_app(
             state.counters["fallback"] += 1
         if features.degraded:
             state.counters["degraded"] += 1
-        response = ScoreResponse(
-            request_id=request_id,
-            model_version=deployment.version,
-            route=arm,
-            scores=scores.tolist(),
-            degraded=features.degraded,
-            fallback=used_fallback,
-            timings=Timings(
-                features_ms=round(features_ms + fallback_fetch_ms, 3),
-                model_ms=round(elapsed_ms(model_start) - fallback_fetch_ms, 3),
-                total_ms=elapsed_ms(start),
-            ),
+        score_list = scores.tolist()
+        # Built as bytes here (the fields are ours, of the documented types), so
+        # FastAPI does not validate and re-serialize 100 floats through pydantic;
+        # ScoreResponse stays the documented response_model.
+        response = json_response(
+            {
+                "request_id": request_id,
+                "model_version": deployment.version,
+                "route": arm,
+                "scores": score_list,
+                "degraded": features.degraded,
+                "fallback": used_fallback,
+                "timings": {
+                    "features_ms": round(features_ms + fallback_fetch_ms, 3),
+                    "model_ms": round(elapsed_ms(model_start) - fallback_fetch_ms, 3),
+                    "total_ms": elapsed_ms(start),
+                },
+            }
         )
         state.log.append(
             {
@@ -259,7 +265,7 @@ def create_app(
                 "time": time.time(),
                 "user_id": body.user_id,
                 "candidate_ids": body.candidate_ids,
-                "scores": response.scores,
+                "scores": score_list,
                 "model_version": deployment.version,
                 "route": arm,
                 "degraded": features.degraded,

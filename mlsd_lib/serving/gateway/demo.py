@@ -26,6 +26,7 @@ from mlsd_lib.serving.gateway.config import Deployment, Deployments
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.model_server import ModelServer, start_model_server
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
+from mlsd_lib.serving.triton_server import TritonServer
 
 
 def tiny_ctr_model(num_features: int, seed: int) -> BatchedInferFn:
@@ -94,12 +95,14 @@ def build_demo(
     num_ads: int = 100,
     canary_fraction: float = 0.1,
     seed: int = 0,
+    max_queue_delay_us: int = 0,
 ) -> DemoSystem:
     """Materialize the ads example into the shared Redis and bind three models.
 
     Production ``ctr-v1``, canary ``ctr-v2`` (``canary_fraction`` of users) and
     shadow ``ctr-v3-shadow``, all on :func:`start_model_server` (Triton where it
-    runs); ``ctr-v1-inprocess`` is the fallback.
+    runs); ``ctr-v1-inprocess`` is the fallback. ``max_queue_delay_us`` is how
+    long Triton's dynamic batcher may hold a request for others to join it.
     """
     example = make_ads_example(num_users=num_users, num_ads=num_ads, seed=seed)
     backend = get_redis(announce=False)
@@ -115,9 +118,19 @@ def build_demo(
     fallback_server = InProcessModelServer("the gateway's fallback")
     try:
         models = {"ctr-v1": seed, "ctr-v2": seed + 1, "ctr-v3-shadow": seed + 2}
+        batching = (
+            {"max_queue_delay_us": max_queue_delay_us}
+            if isinstance(server, TritonServer)
+            else {}
+        )
         for version, model_seed in models.items():
             server.bind(
-                version, tiny_ctr_model(len(refs), model_seed), spec_in, spec_out, 512
+                version,
+                tiny_ctr_model(len(refs), model_seed),
+                spec_in,
+                spec_out,
+                512,
+                **batching,
             )
         fallback_server.bind(
             "ctr-v1", tiny_ctr_model(len(refs), seed), spec_in, spec_out, 512
