@@ -57,13 +57,13 @@ class AdsWorldConfig:
     num_age_buckets: int = 6
     num_genders: int = 3
     num_countries: int = 8
-    base_ctr: float = 0.03
+    base_ctr: float = 0.04
     main_effect_scale: float = 1.0
     pair_scale: float = 1.0
     triple_scale: float = 1.0
     interest_match_boost: float = 0.8
-    ad_effect_sd: float = 0.2
-    user_effect_sd: float = 0.1
+    ad_effect_sd: float = 0.15
+    user_effect_sd: float = 0.08
     examination: tuple[float, ...] = (1.0, 0.7, 0.5, 0.35, 0.25)
     drift_per_day: float = 0.1
     drift_timescale_days: float = 30.0
