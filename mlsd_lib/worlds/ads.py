@@ -175,7 +175,14 @@ class AdsWorld:
             day,
         )
 
-    def reference_logit(self, user_id, ad_id, hour, device, day) -> np.ndarray:
+    def reference_logit(
+        self,
+        user_id: np.ndarray,
+        ad_id: np.ndarray,
+        hour: np.ndarray,
+        device: np.ndarray,
+        day: np.ndarray | int,
+    ) -> np.ndarray:
         """:meth:`true_logit` computed term by term (slower; for checking)."""
         return true_logit(self.truth, self.entities, user_id, ad_id, hour, device, day)
 
