@@ -114,6 +114,11 @@ def test_deployer_builds_deployments_from_the_registry_stages(registry):
     np.testing.assert_allclose(scores[:, 0], 3.0 * rows @ WEIGHTS.numpy(), rtol=1e-5)
     assert served_name(registry.get("ctr", 2)) == "ctr-v2"
 
+    registry.promote("ctr", 2, "production")  # the canary graduates
+    third = deployer.deployments()
+    assert third.production.version == "ctr-v2" and third.canary is None
+    assert third.shadow.version == "ctr-v3"
+
 
 def test_deployer_needs_a_production_version(tmp_path, registry):
     empty = ModelRegistry(tmp_path / "empty")

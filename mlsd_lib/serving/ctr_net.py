@@ -67,5 +67,5 @@ def fit_feature_ctr_net(
         loss = loss_fn(model(x).clamp(1e-7, 1 - 1e-7), y)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return model.eval(), FitReport(tuple(losses))

@@ -93,6 +93,11 @@ class RegistryDeployer:
                     f"no version of {self.name!r} is in production; promote one "
                     "before deploying."
                 )
+            # A canary or shadow that has been promoted to production is done: it
+            # serves everyone now, and one version cannot be two deployments.
+            for stage in ("canary", "shadow"):
+                if staged[stage] == staged["production"]:
+                    staged[stage] = None
             made = {
                 stage: self._deploy(self.server, self.registry.get(self.name, v))
                 for stage, v in staged.items()

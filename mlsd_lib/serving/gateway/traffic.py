@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from mlsd_lib.serving.loadgen import check_loopback
 
@@ -168,19 +169,20 @@ def plot_timeline(
                 markersize=3,
                 label=label,
             )
-        for name, moment in (marks or {}).items():
+        for index, (name, moment) in enumerate((marks or {}).items()):
             axes.axvline(moment - start, color="k", linestyle="--", linewidth=1)
             axes.annotate(
                 name,
                 (moment - start, 1),
                 xycoords=("data", "axes fraction"),
-                xytext=(3, -12),
+                xytext=(3, -12 - 11 * index),
                 textcoords="offset points",
                 fontsize=8,
             )
     axes.set_xlabel("time since the first request (s)")
     axes.set_ylabel("latency (ms)")
     axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(ScalarFormatter())
     axes.grid(alpha=0.3)
     axes.legend(markerscale=3, fontsize=8)
     return figure
