@@ -296,3 +296,58 @@ def ads_aggregations(stream: str = ADS_STREAM) -> tuple[StreamAggregation, ...]:
 ADS_AGGREGATIONS = ads_aggregations()
 USER_STREAM_VIEW = ADS_AGGREGATIONS[0].view
 AD_STREAM_VIEW = ADS_AGGREGATIONS[1].view
+
+
+def windowed_counts_in_order(
+    events: pd.DataFrame, aggregation: StreamAggregation
+) -> pd.DataFrame:
+    """:func:`windowed_counts_offline` for an in-order, duplicate-free log, vectorized.
+
+    Training data for weeks of traffic means millions of events, too many for
+    the event-at-a-time reference. When events arrive in time order with unique
+    ids (a simulator's log, or a log sorted and de-duplicated first), an
+    entity's newest time is always the current event's, and the count of a
+    feature after event ``i`` is the number of the entity's events of that type
+    up to ``i`` whose bucket lies in the window ending at ``i``'s bucket: two
+    binary searches and a cumulative sum. The result is row for row equal to
+    the reference (a test checks it) and takes seconds for millions of events.
+    """
+    entity = aggregation.entity_field
+    required = [EVENT_ID_COLUMN, EVENT_TYPE_COLUMN, TIMESTAMP_COLUMN, entity]
+    absent = [c for c in required if c not in events.columns]
+    if absent:
+        raise FeatureStoreError(f"the event log lacks columns {absent}.")
+    seconds = timestamps_to_seconds(events[TIMESTAMP_COLUMN])
+    if len(seconds) and np.any(np.diff(seconds) < 0):
+        raise FeatureStoreError(
+            "events are not in time order; sort them (and drop duplicate ids) or "
+            "use windowed_counts_offline, which follows the stream order."
+        )
+    if events[EVENT_ID_COLUMN].duplicated().any():
+        raise FeatureStoreError(
+            "the log repeats event ids; drop duplicates first (keep='first')."
+        )
+    keys = events[entity].to_numpy()
+    kinds = events[EVENT_TYPE_COLUMN].astype(str).to_numpy()
+    buckets = np.floor(seconds / aggregation.bucket_seconds).astype(np.int64)
+    # Group by entity, keeping time order inside each group (stable sort).
+    codes, _ = pd.factorize(keys)
+    order = np.argsort(codes, kind="stable")
+    group = codes[order]
+    sorted_buckets = buckets[order]
+    composite = group.astype(np.int64) * (1 << 40) + (
+        sorted_buckets - sorted_buckets.min(initial=0)
+    )
+    values = np.empty((len(events), len(aggregation.counts)), dtype=np.float32)
+    for j, count in enumerate(aggregation.in_view_order()):
+        is_type = (kinds[order] == count.event_type).astype(np.int64)
+        cumulative = np.concatenate([[0], np.cumsum(is_type)])
+        span = aggregation.num_buckets(count)
+        start = np.searchsorted(composite, composite - span + 1, side="left")
+        counted = cumulative[np.arange(1, len(order) + 1)] - cumulative[start]
+        values[order, j] = counted
+    frame = pd.DataFrame({entity: pd.Series(keys, dtype=events[entity].dtype)})
+    frame[TIMESTAMP_COLUMN] = seconds_to_timestamps(seconds)
+    for j, count in enumerate(aggregation.in_view_order()):
+        frame[count.feature] = values[:, j]
+    return frame
