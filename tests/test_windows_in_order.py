@@ -58,3 +58,10 @@ def test_refuses_out_of_order_or_duplicated_logs():
     assert np.isfinite(
         windowed_counts_in_order(log, ADS_AGGREGATIONS[1])["clicks_1h"]
     ).all()
+
+
+def test_events_round_trip_through_a_frame():
+    from mlsd_lib.features.event_stream import events_from_frame
+
+    events = synthetic_events(40, seed=2)
+    assert events_from_frame(events_frame(events)) == events

@@ -20,7 +20,7 @@ import pandas as pd
 import redis
 
 from mlsd_lib.features.views import FeatureStoreError
-from mlsd_lib.features.windows import seconds_to_timestamps
+from mlsd_lib.features.windows import seconds_to_timestamps, timestamps_to_seconds
 
 #: The event types the ads example knows.
 EVENT_TYPES = ("impression", "click")
@@ -168,6 +168,28 @@ def events_frame(events: Sequence[AdEvent]) -> pd.DataFrame:
             "event_timestamp": seconds_to_timestamps(seconds),
         }
     )
+
+
+def events_from_frame(frame: pd.DataFrame) -> list[AdEvent]:
+    """The inverse of :func:`events_frame`: rows back into checked events."""
+    seconds = timestamps_to_seconds(frame["event_timestamp"])
+    return [
+        AdEvent(
+            event_id=str(event_id),
+            type=str(kind),
+            user_id=int(user),
+            ad_id=int(ad),
+            timestamp=float(t),
+        )
+        for event_id, kind, user, ad, t in zip(
+            frame["event_id"],
+            frame["type"],
+            frame["user_id"],
+            frame["ad_id"],
+            seconds,
+            strict=True,
+        )
+    ]
 
 
 def read_event_log(
