@@ -12,6 +12,15 @@ warms up, then sends one scoring request shape, 1 user x 100 candidates:
 * ``e2e``: 1 client in a closed loop (latency);
 * ``8_clients``: 8 clients in a closed loop (throughput and tail latency).
 
+The load generator sends with ``http.client`` (``--client httpx`` for the
+heavier client); over the 8-client phase :class:`CpuMeter` reads each process's
+CPU time from ``/proc`` (this process, Redis, the gateway, ``tritonserver``,
+the Python-backend stubs and PyTriton's shared-memory manager) and reports CPU
+milliseconds per request per process: on 2 cores, the total bounds throughput
+at about ``2000 / total`` requests per second, before any other load.
+``--gateway-arg`` passes options to the gateway (``--http h11``,
+``--loop asyncio``, ``--max-queue-delay-us 500``, ``--no-shadow``) to compare.
+
 Separately, with the gateway stopped so the two do not share the 2 cores,
 ``batching_speedup`` is measured directly against Triton (see
 :func:`measure_batching`). Every run is bounded in requests and seconds, all
@@ -60,6 +69,7 @@ CONCURRENCY = 8
 API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
 GATEWAY_START_TIMEOUT_S = 180.0
 GATEWAY_STOP_TIMEOUT_S = 20.0
+FIRST_ANSWER_TRIES = 10
 
 
 class Gateway:
@@ -276,8 +286,14 @@ def measure_gateway(
     print(f"gateway ready after {waited:.2f} s at {url}")
     headers = {"X-API-Key": api_key}
     with http_sender(f"{url}/score", body, headers, client=client) as send:
-        first = send().json()
-        if first.get("degraded") or len(first.get("scores", ())) != NUM_CANDIDATES:
+        # The very first requests open the gateway's Redis and Triton connections
+        # on fresh threads and may hit the 50 ms feature budget; they still count
+        # in the gateway's degraded counter, which the JSON reports.
+        for _ in range(FIRST_ANSWER_TRIES):
+            first = send().json()
+            if not first.get("degraded") and len(first["scores"]) == NUM_CANDIDATES:
+                break
+        else:
             raise RuntimeError(f"the gateway's answer is not a real score: {first}")
         phases = tqdm(total=2, desc="gateway", file=sys.stderr, leave=False)
         single = run_closed_loop(

@@ -69,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Triton's dynamic batcher: longest wait for more requests (demo models)",
     )
     parser.add_argument(
+        "--no-shadow",
+        action="store_true",
+        help="serve the demo without its shadow model (which doubles model calls)",
+    )
+    parser.add_argument(
         "--http",
         choices=("auto", "httptools", "h11"),
         default="auto",
@@ -128,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_demo(
         canary_fraction=args.canary_fraction,
         max_queue_delay_us=args.max_queue_delay_us,
+        shadow=not args.no_shadow,
     )
     try:
         print(demo.describe(), flush=True)

@@ -96,13 +96,15 @@ def build_demo(
     canary_fraction: float = 0.1,
     seed: int = 0,
     max_queue_delay_us: int = 0,
+    shadow: bool = True,
 ) -> DemoSystem:
     """Materialize the ads example into the shared Redis and bind three models.
 
     Production ``ctr-v1``, canary ``ctr-v2`` (``canary_fraction`` of users) and
     shadow ``ctr-v3-shadow``, all on :func:`start_model_server` (Triton where it
     runs); ``ctr-v1-inprocess`` is the fallback. ``max_queue_delay_us`` is how
-    long Triton's dynamic batcher may hold a request for others to join it.
+    long Triton's dynamic batcher may hold a request for others to join it;
+    ``shadow=False`` leaves the shadow deployment out (to measure what it costs).
     """
     example = make_ads_example(num_users=num_users, num_ads=num_ads, seed=seed)
     backend = get_redis(announce=False)
@@ -142,7 +144,11 @@ def build_demo(
         production=Deployment("ctr-v1", server, "ctr-v1", refs),
         canary=Deployment("ctr-v2", server, "ctr-v2", refs),
         canary_fraction=canary_fraction,
-        shadow=Deployment("ctr-v3-shadow", server, "ctr-v3-shadow", refs),
+        shadow=(
+            Deployment("ctr-v3-shadow", server, "ctr-v3-shadow", refs)
+            if shadow
+            else None
+        ),
         fallback=Deployment("ctr-v1-inprocess", fallback_server, "ctr-v1", refs),
     )
     return DemoSystem(
