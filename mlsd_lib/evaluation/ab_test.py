@@ -1,6 +1,6 @@
 """A/B tests on click-through rate: lift, confidence intervals, p-values and power.
 
-Introduced in ``notebooks/evaluation_ab_testing.ipynb`` and used by every case
+Introduced in ``casestudies/ad_click/05_serving_and_ab_test.ipynb`` and used by every case
 study's "online evaluation" step. Three tools:
 
 * :func:`two_proportion_test`: control vs treatment clicks/impressions, treating
@@ -119,7 +119,7 @@ def two_proportion_test(
 ) -> ABTestResult:
     """Two-proportion z-test with absolute and relative lift intervals.
 
-    Introduced in ``notebooks/evaluation_ab_testing.ipynb``. Valid when the unit
+    Introduced in ``casestudies/ad_click/04_evaluation.ipynb``. Valid when the unit
     of randomization is the impression; with user-level randomization use
     :func:`ratio_metric_test`.
     """
@@ -180,7 +180,7 @@ def ratio_metric_test(
 ) -> ABTestResult:
     """CTR lift when *users* are randomized: delta-method variance of a ratio.
 
-    Introduced in ``notebooks/evaluation_ab_testing.ipynb``. Each array holds one
+    Introduced in ``casestudies/ad_click/04_evaluation.ipynb``. Each array holds one
     entry per user (their total clicks and impressions in the experiment). CTR is
     ``sum(clicks) / sum(impressions)``, a ratio of two user-level means, whose
     variance follows from the delta method (Deng et al. 2018). When users differ
@@ -232,7 +232,7 @@ def sample_size_per_arm(
 ) -> int:
     """Impressions per arm to detect a relative lift of ``relative_mde``.
 
-    Introduced in ``notebooks/evaluation_ab_testing.ipynb``. Two-sided test at
+    Introduced in ``casestudies/ad_click/04_evaluation.ipynb``. Two-sided test at
     level ``alpha``; the formula is
 
         n = (z_{1-α/2} √(2 p̄ (1-p̄)) + z_{power} √(p1 q1 + p2 q2))² / (p2 - p1)²
@@ -259,7 +259,7 @@ def minimum_detectable_effect(
 ) -> float:
     """The smallest positive relative lift detectable with ``n_per_arm`` per arm.
 
-    Introduced in ``notebooks/evaluation_ab_testing.ipynb``: the exact inverse of
+    Introduced in ``casestudies/ad_click/04_evaluation.ipynb``: the exact inverse of
     :func:`sample_size_per_arm` (solved numerically), so "how long must we run?"
     and "what can we see in a week?" use one formula.
     """

@@ -1,7 +1,7 @@
 """Calibration: do predicted probabilities match observed rates, and how to repair them.
 
 Introduced in ``casestudies/ad_click`` (offline evaluation) and used in
-``notebooks/monitoring_retraining.ipynb``. An ads system multiplies pCTR by a bid
+``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. An ads system multiplies pCTR by a bid
 to rank and to price, so a model that ranks well (high AUC) but predicts 2 % where
 the truth is 1 % overcharges advertisers. Calibration is therefore measured
 separately from ranking:

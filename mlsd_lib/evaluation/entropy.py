@@ -1,7 +1,7 @@
 """Normalized entropy (NE): log loss relative to knowing only the base rate.
 
 Introduced in ``casestudies/ad_click`` (offline evaluation) and used again in
-``notebooks/evaluation_ab_testing.ipynb``. He et al. (2014, "Practical Lessons
+``casestudies/ad_click/04_evaluation.ipynb``. He et al. (2014, "Practical Lessons
 from Predicting Clicks on Ads at Facebook") report models by *normalized
 entropy*: the average log loss divided by the entropy of the background CTR,
 

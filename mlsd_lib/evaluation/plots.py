@@ -1,7 +1,7 @@
 """Matplotlib figures for evaluation and monitoring, built without pyplot state.
 
-Introduced in ``notebooks/evaluation_ab_testing.ipynb`` and
-``notebooks/monitoring_retraining.ipynb``. Each helper returns a
+Introduced in ``casestudies/ad_click/04_evaluation.ipynb`` and
+``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. Each helper returns a
 :class:`matplotlib.figure.Figure` made directly (not through ``pyplot``), so it
 works under the Agg backend in tests, never pops up a window, and a notebook shows
 it once by leaving it as the cell's last expression. Nothing random: the same

@@ -1,6 +1,6 @@
 """Monitoring: drift statistics and the retraining trigger.
 
-Introduced in ``notebooks/monitoring_retraining.ipynb``.
+Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``.
 
 * :mod:`~mlsd_lib.monitoring.drift`: PSI, KS, prediction and calibration drift,
   and :class:`DriftReport` over many features.
