@@ -1,6 +1,7 @@
 """A/B tests on click-through rate: lift, confidence intervals, p-values and power.
 
-Introduced in ``casestudies/ad_click/05_serving_and_ab_test.ipynb`` and used by every case
+Introduced in
+``casestudies/ad_click/05_serving_and_ab_test.ipynb`` and used by every case
 study's "online evaluation" step. Three tools:
 
 * :func:`two_proportion_test`: control vs treatment clicks/impressions, treating

@@ -1,10 +1,10 @@
 """Calibration: do predicted probabilities match observed rates, and how to repair them.
 
 Introduced in ``casestudies/ad_click`` (offline evaluation) and used in
-``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. An ads system multiplies pCTR by a bid
-to rank and to price, so a model that ranks well (high AUC) but predicts 2 % where
-the truth is 1 % overcharges advertisers. Calibration is therefore measured
-separately from ranking:
+``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. An ads system
+multiplies pCTR by a bid to rank and to price, so a model that ranks well (high
+AUC) but predicts 2 % where the truth is 1 % overcharges advertisers. Calibration
+is therefore measured separately from ranking:
 
 * a *reliability diagram* bins predictions and compares each bin's mean prediction
   with its observed click rate (with a Wilson interval, so a reader can tell noise

@@ -1,6 +1,7 @@
 """Drift statistics: has the data (or the model's output) moved since training?
 
-Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb`` and used by every case
+Introduced in
+``casestudies/ad_click/06_monitoring_and_retraining.ipynb`` and used by every case
 study's "monitoring" step. Labels arrive late (a click is known in minutes, a
 purchase in days), so production systems watch the *inputs* and the *scores*
 first, and calibration once labels land.
@@ -141,7 +142,8 @@ def psi(
 ) -> float:
     """Population stability index of ``current`` against ``reference``.
 
-    Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. Bins come from the
+    Introduced in
+    ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. Bins come from the
     reference only (quantiles for numbers, categories plus an "unseen" bucket for
     strings, bools and pandas categoricals; force either with ``categorical``).
     Rule of thumb: < 0.1 ok, 0.1-0.25 warn, > 0.25 alert (:func:`psi_status`).
@@ -252,7 +254,8 @@ def _column(frame: Any, name: str, which: str) -> np.ndarray:
 class DriftReport:
     """PSI per feature with a status, reference window against current window.
 
-    Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. Build it with
+    Introduced in
+    ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. Build it with
     :meth:`compute`; ``to_frame()`` displays it, ``alerts`` lists the features
     past the alert level.
     """

@@ -1,6 +1,7 @@
 """When to retrain: a policy over daily quality and drift numbers, with reasons.
 
-Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. Retraining on a fixed
+Introduced in
+``casestudies/ad_click/06_monitoring_and_retraining.ipynb``. Retraining on a fixed
 schedule wastes compute when nothing changed and is late when something did; a
 trigger fires when the labelled quality degrades past a budget relative to what
 the model achieved at deployment (NE up by more than, say, 3 %), or when a key
