@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from mlsd_lib.adclick import features as F
-from mlsd_lib.adclick.serving import SERVING_INPUTS, AdsScoringModel
-from mlsd_lib.features.offline import point_in_time_join
+from mlsd_lib.adclick.serving import (
+    SERVING_INPUTS,
+    AdsScoringModel,
+    offline_serving_inputs,
+)
 from mlsd_lib.models import DCNv2, ProbabilityHead, train
 from mlsd_lib.serving.export import export_model
 from mlsd_lib.worlds.ads import AdsWorld, AdsWorldConfig
@@ -33,17 +36,7 @@ def setup():
 
 
 def serving_matrix(log, tables, rows):
-    """What the gateway sends: store values at request time, then the context."""
-    store = point_in_time_join(
-        F.request_frame(log).iloc[rows],
-        F.SERVING_STORE_REFS,
-        F.feature_registry(),
-        tables,
-    ).matrix()
-    context = np.column_stack(
-        [log.hour[rows], log.device[rows], log.position[rows]]
-    ).astype(np.float32)
-    return np.hstack([store, context])
+    return offline_serving_inputs(log, tables, rows)
 
 
 def test_served_graph_equals_the_training_path(setup):

@@ -433,3 +433,15 @@ def test_the_real_gateway_serves_over_http_and_stops_on_sigterm(tmp_path):
     assert "gateway: stopped" in "".join(output)
     served = [line for line in read_log(log) if line["kind"] == "served"]
     assert [line["request_id"] for line in served] == [answer.json()["request_id"]]
+
+
+def test_an_app_can_be_served_again_after_shutdown(tmp_path, store, server):
+    deployments = Deployments(production=Deployment("v1", server, "m1", REFS))
+    app = create_app(make_config(tmp_path), store, deployments)
+    for _ in range(2):
+        with client_for(app) as client:
+            answer = client.post(
+                "/score", json={"user_id": 3, "candidate_ids": [1]}, headers=HEADERS
+            )
+            assert answer.status_code == 200, answer.text
+    assert len(read_log(tmp_path / "impressions.jsonl")) == 2

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -34,8 +36,11 @@ from mlsd_lib.adclick.features import (
     SERVING_STORE_REFS,
     USER_PROFILE_FIELDS,
     CounterTransform,
+    feature_registry,
+    request_frame,
 )
-from mlsd_lib.worlds.ads import CTR_CATEGORICAL
+from mlsd_lib.features.offline import point_in_time_join
+from mlsd_lib.worlds.ads import CTR_CATEGORICAL, ImpressionLog
 
 #: The request's context columns, after the store's, in the model's input.
 CONTEXT_INPUTS = tuple(f"request:{name}" for name in CONTEXT_FIELDS)
@@ -92,3 +97,25 @@ class AdsScoringModel(nn.Module):
             dim=1,
         )
         return torch.sigmoid(self.model(dense, categorical) + self.log_rate)
+
+
+def offline_serving_inputs(
+    log: ImpressionLog, tables: dict[str, pd.DataFrame], rows: np.ndarray | None = None
+) -> np.ndarray:
+    """What the gateway would have sent for logged impressions: the store's values
+    at request time (a point-in-time join) followed by the impression's context.
+
+    Used to export with realistic sample inputs and to check the served graph
+    against the training path.
+    """
+    rows = np.arange(len(log)) if rows is None else np.asarray(rows)
+    store = point_in_time_join(
+        request_frame(log).iloc[rows],
+        SERVING_STORE_REFS,
+        feature_registry(),
+        tables,
+    ).matrix()
+    context = np.column_stack(
+        [log.hour[rows], log.device[rows], log.position[rows]]
+    ).astype(np.float32)
+    return np.hstack([store, context])

@@ -51,6 +51,7 @@ from mlsd_lib.serving.gateway.schemas import (
 )
 from mlsd_lib.serving.gateway.scoring import (
     FeatureMatrix,
+    MissingContext,
     ModelFailed,
     Scorer,
     elapsed_ms,
@@ -93,6 +94,7 @@ class GatewayState:
         return self.switch.current
 
     def start(self) -> None:
+        self.scorer.start()
         self.log.start()
         self.shadow.start()
 
@@ -194,10 +196,18 @@ def create_app(
     )
     async def score(body: request_model) -> Response:  # type: ignore[valid-type]
         """Score every candidate for the user; one score per candidate, in order."""
+        return json_response(await answer(body))
+
+    async def answer(body: ScoreRequest) -> dict[str, Any]:
+        """The scoring path, for ``/score`` and for routes built on it."""
         with state.switch.snapshot() as deployments:
             return await score_with(deployments, body)
 
-    async def score_with(deployments: Deployments, body: ScoreRequest) -> Response:
+    app.state.answer = answer
+
+    async def score_with(
+        deployments: Deployments, body: ScoreRequest
+    ) -> dict[str, Any]:
         start = time.perf_counter()
         request_id = uuid.uuid4().hex
         state.counters["requests"] += 1
@@ -210,7 +220,13 @@ def create_app(
         fallback_fetch_ms = 0.0
         used_fallback = False
         try:
-            scores = await state.scorer.score(deployment, features.values)
+            inputs = state.scorer.model_input(deployment, features.values, body.context)
+        except MissingContext as error:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)
+            ) from error
+        try:
+            scores = await state.scorer.score(deployment, inputs)
         except ModelFailed as error:
             fallback = deployments.fallback
             logger.warning("%s", error)
@@ -226,8 +242,11 @@ def create_app(
             features = await features_for(fallback, body, cache)
             fallback_fetch_ms = elapsed_ms(fetch_start)
             try:
-                scores = await state.scorer.score(fallback, features.values)
-            except ModelFailed as second:
+                scores = await state.scorer.score(
+                    fallback,
+                    state.scorer.model_input(fallback, features.values, body.context),
+                )
+            except (ModelFailed, MissingContext) as second:
                 state.counters["unavailable"] += 1
                 raise HTTPException(
                     status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -240,24 +259,22 @@ def create_app(
         if features.degraded:
             state.counters["degraded"] += 1
         score_list = scores.tolist()
-        # Built as bytes here (the fields are ours, of the documented types), so
-        # FastAPI does not validate and re-serialize 100 floats through pydantic;
-        # ScoreResponse stays the documented response_model.
-        response = json_response(
-            {
-                "request_id": request_id,
-                "model_version": deployment.version,
-                "route": arm,
-                "scores": score_list,
-                "degraded": features.degraded,
-                "fallback": used_fallback,
-                "timings": {
-                    "features_ms": round(features_ms + fallback_fetch_ms, 3),
-                    "model_ms": round(elapsed_ms(model_start) - fallback_fetch_ms, 3),
-                    "total_ms": elapsed_ms(start),
-                },
-            }
-        )
+        # Returned as bytes by /score (the fields are ours, of the documented
+        # types), so FastAPI does not validate and re-serialize 100 floats through
+        # pydantic; ScoreResponse stays the documented response_model.
+        response = {
+            "request_id": request_id,
+            "model_version": deployment.version,
+            "route": arm,
+            "scores": score_list,
+            "degraded": features.degraded,
+            "fallback": used_fallback,
+            "timings": {
+                "features_ms": round(features_ms + fallback_fetch_ms, 3),
+                "model_ms": round(elapsed_ms(model_start) - fallback_fetch_ms, 3),
+                "total_ms": elapsed_ms(start),
+            },
+        }
         state.log.append(
             {
                 "kind": "served",
@@ -281,6 +298,7 @@ def create_app(
                     body.candidate_ids,
                     deployment.input_refs,
                     features,
+                    body.context,
                 )
             )
         return response
@@ -352,7 +370,7 @@ async def _probe_models(
     for deployment in (deployments.production, deployments.fallback):
         if deployment is None:
             continue
-        row = state.scorer.default_row(deployment.input_refs)[None, :]
+        row = state.scorer.default_input(deployment)[None, :]
         try:
             await state.scorer.score(deployment, row, timeout_s=timeout_s)
         except Exception as error:

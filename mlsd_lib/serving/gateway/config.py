@@ -29,6 +29,11 @@ class Deployment:
     the gateway reads exactly these from the feature store, so the model's
     schema, not the gateway, decides what is fetched. ``output_name`` is the
     tensor holding one score per row.
+
+    ``context`` names request-time features (hour, device, ...) that the
+    request's ``context`` supplies and the store cannot: they become the last
+    columns of the input, after the store's, the same value for every
+    candidate.
     """
 
     version: str
@@ -37,9 +42,11 @@ class Deployment:
     input_refs: tuple[str, ...]
     input_name: str = "features"
     output_name: str = "score"
+    context: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_refs", tuple(self.input_refs))
+        object.__setattr__(self, "context", tuple(self.context))
         if not self.version:
             raise GatewayConfigError("a deployment needs a non-empty version.")
         if not self.input_refs:

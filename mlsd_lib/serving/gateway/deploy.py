@@ -7,7 +7,8 @@ unpickled), binds it to the server under a name that includes its version, and
 returns the :class:`~mlsd_lib.serving.gateway.config.Deployments` to route to.
 The version's recorded input schema *is* the list of feature references the
 gateway fetches, in column order, so a model can never be fed features in an
-order it was not trained on.
+order it was not trained on; ``request:<name>`` entries at its end name the
+request-time context columns that follow them.
 
 The release procedure is then: register, ``promote`` in the registry, and
 ``POST /admin/reload`` on the gateway, which calls :meth:`RegistryDeployer.
@@ -43,6 +44,28 @@ def torch_infer_fn(
         return {output_name: out.reshape(-1, 1).numpy().astype(np.float32)}
 
     return infer
+
+
+#: Input-schema entries with this prefix come from the request, not the store.
+REQUEST_PREFIX = "request:"
+
+
+def split_schema(names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A recorded input schema as (store refs, request context names).
+
+    The store's ``view:feature`` references come first, then ``request:<name>``
+    entries; a schema that mixes the two orders is refused, because the gateway
+    always appends the context after the store's columns.
+    """
+    context_at = [i for i, n in enumerate(names) if n.startswith(REQUEST_PREFIX)]
+    if context_at and context_at != list(range(context_at[0], len(names))):
+        raise ValueError(
+            f"input schema {names} interleaves store features and request context; "
+            f"list every {REQUEST_PREFIX!r} entry after the store's references."
+        )
+    cut = context_at[0] if context_at else len(names)
+    context = tuple(n.removeprefix(REQUEST_PREFIX) for n in names[cut:])
+    return tuple(names[:cut]), context
 
 
 def served_name(record: ModelVersion) -> str:
@@ -120,13 +143,13 @@ class RegistryDeployer:
         self, server: ModelServer, record: ModelVersion, suffix: str = ""
     ) -> Deployment:
         model_name = served_name(record)
-        refs = tuple(record.feature_names)
+        refs, context = split_schema(record.feature_names)
         if (id(server), model_name) not in self._bound:
             module = self.registry.load(record.name, record.version)
             server.bind(
                 model_name,
                 torch_infer_fn(module, self.input_name, self.output_name),
-                (TensorSpec(self.input_name, np.float32, (len(refs),)),),
+                (TensorSpec(self.input_name, np.float32, (len(refs) + len(context),)),),
                 (TensorSpec(self.output_name, np.float32, (1,)),),
                 self.max_batch_size,
             )
@@ -138,4 +161,5 @@ class RegistryDeployer:
             input_refs=refs,
             input_name=self.input_name,
             output_name=self.output_name,
+            context=context,
         )

@@ -73,8 +73,13 @@ def versions_by_arm(deployments: Deployments) -> dict[str, str | None]:
     }
 
 
-def _identity(deployment: Deployment) -> tuple[int, str, tuple[str, ...]]:
-    return (id(deployment.server), deployment.model_name, deployment.input_refs)
+def _identity(deployment: Deployment) -> tuple[object, ...]:
+    return (
+        id(deployment.server),
+        deployment.model_name,
+        deployment.input_refs,
+        deployment.context,
+    )
 
 
 class DeploymentSwitch:
@@ -142,7 +147,7 @@ class DeploymentSwitch:
 
 
 async def _warm_up(deployment: Deployment, scorer: Scorer, timeout_s: float) -> None:
-    row = scorer.default_row(deployment.input_refs)
+    row = scorer.default_input(deployment)
     for rows in WARMUP_BATCH_SIZES:
         batch = np.tile(row, (rows, 1))
         try:

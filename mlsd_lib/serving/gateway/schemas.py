@@ -30,6 +30,12 @@ class ScoreRequest(BaseModel):
     candidate_ids: list[Annotated[StrictInt, Field(ge=0)]] = Field(
         min_length=1, description="Candidates to score, one score each, in order."
     )
+    context: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Request-time features by name (hour, device, ...): the "
+        "routed model's deployment lists the ones it needs.",
+    )
 
 
 def score_request_model(max_candidates: int) -> type[ScoreRequest]:

@@ -46,6 +46,10 @@ class ModelFailed(RuntimeError):
     """The model server did not produce usable scores; the message says why."""
 
 
+class MissingContext(ValueError):
+    """The request lacks a context value the routed model needs."""
+
+
 @dataclass(frozen=True)
 class FeatureMatrix:
     """The model's input for one request, and whether it is made of defaults."""
@@ -73,11 +77,21 @@ class Scorer:
         self.model_timeout_s = model_timeout_s
         self._feature_pool = ThreadPoolExecutor(threads, "gateway-features")
         self._model_threads: dict[int, ThreadPoolExecutor] = {}
+        self._closed = False
         self._threads = threads
         self._defaults: dict[tuple[str, ...], np.ndarray] = {}
 
+    def start(self) -> None:
+        """Make fresh pools after a :meth:`close` (an app served twice, say by two
+        test clients in turn)."""
+        if self._closed:
+            self._feature_pool = ThreadPoolExecutor(self._threads, "gateway-features")
+            self._model_threads = {}
+            self._closed = False
+
     def close(self) -> None:
         """Stop the pools without waiting for calls that are stuck."""
+        self._closed = True
         self._feature_pool.shutdown(wait=False, cancel_futures=True)
         for pool in self._model_threads.values():
             pool.shutdown(wait=False, cancel_futures=True)
@@ -101,6 +115,32 @@ class Scorer:
             )
             self._defaults[refs] = row
         return row
+
+    def default_input(self, deployment: Deployment) -> np.ndarray:
+        """One row of the model's input from defaults (context values 0): for
+        warm-ups and readiness probes."""
+        row = self.default_row(deployment.input_refs)
+        if deployment.context:
+            row = np.concatenate([row, np.zeros(len(deployment.context), np.float32)])
+        return row
+
+    @staticmethod
+    def model_input(
+        deployment: Deployment, values: np.ndarray, context: dict[str, float]
+    ) -> np.ndarray:
+        """The store's columns, then the deployment's context columns from the
+        request (the same for every candidate)."""
+        if not deployment.context:
+            return values
+        absent = [name for name in deployment.context if name not in context]
+        if absent:
+            example = ", ".join(f'"{name}": 0' for name in absent)
+            raise MissingContext(
+                f"model {deployment.version} needs request context {absent}: send "
+                f"them in the body's 'context', e.g. {{{example}}}."
+            )
+        row = np.array([context[name] for name in deployment.context], np.float32)
+        return np.hstack([values, np.broadcast_to(row, (len(values), len(row)))])
 
     def read_features(
         self, refs: tuple[str, ...], user_id: int, candidate_ids: list[int]

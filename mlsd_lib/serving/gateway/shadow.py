@@ -41,6 +41,8 @@ class ShadowJob:
     refs: tuple[str, ...]
     features: FeatureMatrix
     """The features the request fetched for ``refs`` (reused when they match)."""
+    context: dict[str, float]
+    """The request's context values."""
 
 
 class ShadowScorer:
@@ -106,7 +108,8 @@ class ShadowScorer:
                 features = self.scorer.read_features(
                     deployment.input_refs, job.user_id, job.candidate_ids
                 )
-            scores = self.scorer.score_blocking(deployment, features.values)
+            values = self.scorer.model_input(deployment, features.values, job.context)
+            scores = self.scorer.score_blocking(deployment, values)
         except ModelFailed as error:
             self.failed += 1
             logger.warning("shadow %s: %s", deployment.version, error)
