@@ -122,3 +122,40 @@ def test_bad_arguments_are_refused() -> None:
             cardinalities=(20,),
         )
         train(model, data, bad, epochs=1, progress=False)
+
+
+def test_embedding_prior_shrinks_what_random_labels_would_memorize() -> None:
+    train_data = random_label_data(1000, 0)
+    norms = {}
+    for strength in (0.0, 100.0):
+        model = HashedLogisticRegression.from_data(train_data)
+        train(
+            model,
+            train_data,
+            epochs=10,
+            batch_size=100,
+            lr=0.1,
+            embedding_l2=strength,
+            progress=False,
+        )
+        norms[strength] = float(model.weights.table.weight.norm())
+        assert not model.weights.table._forward_hooks  # removed after training
+    assert norms[100.0] < 0.3 * norms[0.0], norms
+
+
+def test_adagrad_for_the_tables_also_learns() -> None:
+    data = signal_data(4000, 0)
+    model = HashedLogisticRegression.from_data(data)
+    result = train(
+        model,
+        data,
+        epochs=3,
+        batch_size=256,
+        lr=0.05,
+        sparse_optimizer="adagrad",
+        sparse_lr=0.1,
+        progress=False,
+    )
+    assert result.train_losses[-1] < result.train_losses[0]
+    with pytest.raises(ValueError, match="sparse_optimizer"):
+        train(model, data, epochs=1, sparse_optimizer="sgd", progress=False)

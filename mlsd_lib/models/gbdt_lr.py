@@ -6,7 +6,7 @@ gradient-boosted forest and used *which leaf it landed in*, per tree, as a
 categorical feature of a logistic regression: the trees find nonlinear splits
 and crosses of the dense features (a learned bucketing), the LR stays cheap to
 retrain often. Here LightGBM grows the trees (on the dense columns and the
-hashed ids as categorical columns); the LR is
+small categorical fields); the LR is
 :class:`~mlsd_lib.models.logistic.HashedLogisticRegression` over the leaf
 indices (plus, by default, the raw hashed ids, which trees memorize poorly),
 trained by the same loop as every other model.
@@ -32,6 +32,10 @@ from mlsd_lib.models.training import TrainingResult, predict_proba, train
 class GBDTPlusLR:
     """LightGBM trees, leaf indices one-hot into a hashed LR (He et al. 2014).
 
+    The trees see the dense columns and the categorical fields with at most
+    ``tree_max_cardinality`` buckets (device, hour, age: fields a split can
+    group sensibly); hashed id fields with many buckets go to the LR only,
+    where one weight per id memorizes them.
     ``num_threads`` stays small and ``deterministic=True`` with ``seed`` makes
     the forest reproducible; ``include_ids`` adds the raw categorical fields to
     the LR next to the leaf fields.
@@ -42,13 +46,16 @@ class GBDTPlusLR:
     learning_rate: float = 0.1
     min_data_in_leaf: int = 100
     include_ids: bool = True
+    tree_max_cardinality: int = 1000
     lr_epochs: int = 10
     lr_lr: float = 0.01
     lr_batch_size: int = 4096
     lr_weight_decay: float = 0.0
+    lr_embedding_l2: float = 0.0
     patience: int = 2
     num_threads: int = 2
     seed: int = 0
+    torch_num_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.booster: lgb.Booster | None = None
@@ -56,8 +63,16 @@ class GBDTPlusLR:
         self.training: TrainingResult | None = None
         self._schema: tuple[int, int] | None = None
 
+    def _tree_fields(self, data: CTRData) -> list[int]:
+        return [
+            j
+            for j, card in enumerate(data.cardinalities)
+            if card <= self.tree_max_cardinality
+        ]
+
     def _features(self, data: CTRData) -> np.ndarray:
-        return np.hstack([data.dense.astype(np.float64), data.categorical])
+        fields = self._tree_fields(data)
+        return np.hstack([data.dense.astype(np.float64), data.categorical[:, fields]])
 
     def _check(self, data: CTRData) -> None:
         if self._schema is None or self.booster is None or self.lr is None:
@@ -115,7 +130,8 @@ class GBDTPlusLR:
             "seed": self.seed,
             "verbose": -1,
         }
-        categorical = list(range(num_dense, num_dense + num_cat))
+        num_tree_fields = len(self._tree_fields(train_data))
+        categorical = list(range(num_dense, num_dense + num_tree_fields))
         train_set = lgb.Dataset(
             self._features(train_data),
             label=train_data.labels,
@@ -155,9 +171,11 @@ class GBDTPlusLR:
             batch_size=self.lr_batch_size,
             lr=self.lr_lr,
             weight_decay=self.lr_weight_decay,
+            embedding_l2=self.lr_embedding_l2,
             patience=self.patience,
             seed=self.seed,
             progress=progress,
+            num_threads=self.torch_num_threads,
         )
         return self
 
@@ -165,4 +183,9 @@ class GBDTPlusLR:
         """p(click) for every row of ``data``."""
         self._check(data)
         assert self.lr is not None
-        return predict_proba(self.lr, self.transform(data), batch_size)
+        return predict_proba(
+            self.lr,
+            self.transform(data),
+            batch_size,
+            num_threads=self.torch_num_threads,
+        )

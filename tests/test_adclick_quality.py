@@ -1,0 +1,46 @@
+"""Quality test: the ad-click models against the world's Bayes-optimal NE.
+
+A *quality* test, not a unit test: it runs ``benchmarks/adclick_quality.py``'s
+quick setting (about 2-3 minutes on a 2-core machine) and asserts the targets of
+``casestudies/ad_click``, so a silent regression in a model, the training loop
+or the world fails CI. Deselect it with ``-k "not quality"`` for a fast run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "adclick_quality.py"
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("adclick_quality", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict:
+    bench = load_benchmark()
+    return bench.run(bench.QUICK, seed=0, progress=False)
+
+
+@pytest.mark.timeout(420)
+def test_quality_best_model_is_near_the_bayes_ne(summary: dict) -> None:
+    assert summary["ne_gap_ratio"] <= 1.02, summary
+
+
+def test_quality_best_model_is_calibrated(summary: dict) -> None:
+    assert summary["calibration_ratio"] == pytest.approx(1.0, abs=0.02), summary
+
+
+def test_quality_crossing_model_beats_lr_by_one_percent_ne(summary: dict) -> None:
+    assert summary["crossing_gain"] >= 0.01, summary
