@@ -10,6 +10,11 @@ import torch
 from fastapi.testclient import TestClient
 
 from mlsd_lib.adclick import features as F
+from mlsd_lib.adclick.experiment import (
+    gateway_ranker,
+    sample_requests,
+    snapshot_ranker,
+)
 from mlsd_lib.adclick.gateway import add_ads_routes
 from mlsd_lib.adclick.serving import (
     SERVING_INPUTS,
@@ -22,6 +27,7 @@ from mlsd_lib.serving.export import export_model
 from mlsd_lib.serving.gateway import GatewayConfig, create_app
 from mlsd_lib.serving.gateway.demo import replay_to_now
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, split_schema
+from mlsd_lib.serving.gateway.server import GatewayServer
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.registry import ModelRegistry
 from mlsd_lib.worlds.ads import DEVICES, AdsWorld, AdsWorldConfig
@@ -60,7 +66,8 @@ def system(tmp_path_factory):
     registry.promote("ads", 1, "production")
     client = fakeredis.FakeRedis()
     store = OnlineStore(client, F.feature_registry())
-    end = F.WORLD_EPOCH + pd.Timedelta(days=8)
+    # The store holds everything up to the newest event (as of "now").
+    end = max(table["event_timestamp"].max() for table in tables.values())
     now = pd.Timestamp.now(tz="UTC")
     for name, table in replay_to_now(tables, end, now).items():
         store.materialize(name, table)
@@ -69,7 +76,7 @@ def system(tmp_path_factory):
         impression_log_path=str(tmp / "impressions.jsonl"), api_key=KEY
     )
     app = add_ads_routes(create_app(gateway, store, deployer.deployments()), KEY)
-    return app, store, served
+    return app, store, served, tables, end, world
 
 
 def test_schema_splits_store_refs_from_request_context():
@@ -81,7 +88,7 @@ def test_schema_splits_store_refs_from_request_context():
 
 
 def test_ads_are_scored_for_slot_zero_and_sorted(system):
-    app, store, served = system
+    app, store, served, *_ = system
     ads = [5, 17, 3, 42, 8]
     with TestClient(app) as client:
         answer = client.post(
@@ -111,7 +118,7 @@ def test_ads_are_scored_for_slot_zero_and_sorted(system):
 
 
 def test_bad_ads_requests_say_what_is_wrong(system):
-    app, _, _ = system
+    app, *_ = system
     with TestClient(app) as client:
         repeated = client.post(
             "/v1/ads/score",
@@ -138,3 +145,15 @@ def test_bad_ads_requests_say_what_is_wrong(system):
     assert no_context.status_code == 422
     assert "needs request context" in no_context.json()["detail"]
     assert no_key.status_code == 401
+
+
+def test_in_process_snapshot_ranker_equals_the_gateway_over_http(system):
+    app, _, served, tables, end, world = system
+    requests = sample_requests(world, 30, num_candidates=8, day=8, seed=3)
+    args = (requests.user_id, requests.hour, requests.device, requests.candidates)
+    offline = snapshot_ranker(served, tables, end)(*args)
+    with GatewayServer(app) as gateway:
+        rank, versions = gateway_ranker(gateway.url, HEADERS)
+        online = rank(*args)
+    assert versions == ["ads-v1"] * 30
+    np.testing.assert_allclose(online, offline, rtol=1e-5, atol=1e-7)
