@@ -7,9 +7,12 @@ time (train on days 0-11, validate on day 12, test on day 13: the model serves
 tomorrow), and trains the four models of ``casestudies/ad_click``: hashed
 logistic regression, GBDT + LR (He et al. 2014), DeepFM (Guo et al. 2017) and
 DCN-V2 (Wang et al. 2021), each with :func:`mlsd_lib.models.train`'s early
-stopping on day 12. On day 13 it reports, per model, normalized entropy (NE,
+stopping on day 12, whose labels also fit one logit shift per model
+(:func:`intercept_shift`: the CTR level drifts, so the freshest day sets it).
+On day 13 it reports, per model, normalized entropy (NE,
 He et al. 2014: log loss divided by the entropy of the day's observed CTR), AUC,
-the calibration ratio (mean predicted / observed CTR) and training seconds, next
+the calibration ratio (mean predicted / observed CTR) and training seconds (and
+the same for ``ensemble``, the mean logit of GBDT + LR, DeepFM and DCN-V2), next
 to the NE of the world's true p(click) (Bayes NE: no model can do better in
 expectation).
 
@@ -46,6 +49,7 @@ from mlsd_lib.worlds.ads import AdsWorld, AdsWorldConfig
 
 SECONDS_PER_DAY = 86_400.0
 CROSSING_MODELS = ("deepfm", "dcn_v2")
+ENSEMBLE = ("gbdt_lr", "deepfm", "dcn_v2")
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class Setting:
     batch_size: int = 4096
 
 
-QUICK = Setting(impressions_per_day=60_000, epochs=6, num_trees=50, gbdt_lr_epochs=4)
+QUICK = Setting(impressions_per_day=80_000, epochs=6, num_trees=40, gbdt_lr_epochs=3)
 FULL = Setting(impressions_per_day=200_000, epochs=8, num_trees=200, gbdt_lr_epochs=8)
 
 
@@ -104,6 +108,39 @@ def _torch_model(name: str, train_data: CTRData) -> torch.nn.Module:
     )
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
+def intercept_shift(p_valid: np.ndarray, y_valid: np.ndarray) -> float:
+    """The logit shift ``b`` with mean ``sigmoid(logit(p) + b)`` = observed CTR.
+
+    Fitted on the freshest labelled day (validation) and applied to the next:
+    the CTR level moves from day to day (drift, mix of traffic) and a model
+    trained on twelve days predicts their average level. Bisection: the mean
+    is increasing in ``b``.
+    """
+    z, target = _logit(p_valid), float(np.mean(y_valid))
+    low, high = -5.0, 5.0
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        if np.mean(1 / (1 + np.exp(-(z + mid)))) < target:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high)
+
+
+def _scores(y: np.ndarray, p: np.ndarray, seconds: float) -> dict[str, float]:
+    return {
+        "ne": normalized_entropy(y, p),
+        "auc": roc_auc(y, p),
+        "calibration": float(np.mean(p) / np.mean(y)),
+        "train_seconds": seconds,
+    }
+
+
 def run(
     setting: Setting = QUICK, *, seed: int = 0, progress: bool = False
 ) -> dict[str, object]:
@@ -118,6 +155,7 @@ def run(
         "bayes_auc": roc_auc(y, test_data.true_prob),
     }
     models: dict[str, dict[str, float]] = {}
+    predictions: dict[str, np.ndarray] = {}
     for name in ("lr", "gbdt_lr", "deepfm", "dcn_v2"):
         start = time.perf_counter()
         if name == "gbdt_lr":
@@ -132,7 +170,7 @@ def run(
                 seed=seed,
                 torch_num_threads=1,
             ).fit(train_data, valid_data, progress=progress)
-            p = gbdt.predict_proba(test_data)
+            p_valid, p = gbdt.predict_proba(valid_data), gbdt.predict_proba(test_data)
         else:
             torch.manual_seed(seed)
             model = _torch_model(name, train_data)
@@ -148,13 +186,19 @@ def run(
                 num_threads=1,
                 **TORCH_TRAINING[name],  # type: ignore[arg-type]
             )
+            p_valid = predict_proba(model, valid_data, num_threads=1)
             p = predict_proba(model, test_data, num_threads=1)
-        models[name] = {
-            "ne": normalized_entropy(y, p),
-            "auc": roc_auc(y, p),
-            "calibration": float(np.mean(p) / np.mean(y)),
-            "train_seconds": time.perf_counter() - start,
-        }
+        shift = intercept_shift(p_valid, valid_data.labels)
+        p = 1 / (1 + np.exp(-(_logit(p) + shift)))
+        predictions[name] = p
+        models[name] = _scores(y, p, time.perf_counter() - start)
+    # Averaging the logits of the three nonlinear models: the usual last step
+    # of a leaderboard, and a fair one here (no model saw the test day).
+    logits = [_logit(predictions[m]) for m in ENSEMBLE]
+    ensemble_p = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+    models["ensemble"] = _scores(
+        y, ensemble_p, sum(models[m]["train_seconds"] for m in ENSEMBLE)
+    )
     best = min(models, key=lambda m: models[m]["ne"])
     crossing = min(CROSSING_MODELS, key=lambda m: models[m]["ne"])
     bayes_ne = float(summary["bayes_ne"])  # type: ignore[arg-type]

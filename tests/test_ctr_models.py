@@ -122,8 +122,9 @@ def trained(splits: tuple[CTRData, CTRData, CTRData]) -> dict[str, float]:
             patience=2,
             seed=0,
             progress=False,
+            num_threads=1,
         )
-        p = predict_proba(model, test_data)
+        p = predict_proba(model, test_data, num_threads=1)
         results[name] = normalized_entropy(test_data.labels, p)
     results["bayes"] = normalized_entropy(test_data.labels, test_data.true_prob)
     return results
@@ -182,7 +183,9 @@ def test_gbdt_plus_lr_beats_lr_on_nonlinear_dense_features() -> None:
     )
     lr = HashedLogisticRegression.from_data(train_data)
     train(lr, train_data, valid_data, epochs=5, lr=0.05, progress=False)
-    gbdt = GBDTPlusLR(num_trees=30, num_leaves=8, lr_lr=0.05, lr_epochs=5)
+    gbdt = GBDTPlusLR(
+        num_trees=30, num_leaves=8, lr_lr=0.05, lr_epochs=5, torch_num_threads=1
+    )
     gbdt.fit(train_data, valid_data)
     lr_ne = normalized_entropy(test_data.labels, predict_proba(lr, test_data))
     gbdt_ne = normalized_entropy(test_data.labels, gbdt.predict_proba(test_data))
