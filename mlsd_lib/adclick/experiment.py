@@ -228,6 +228,7 @@ def snapshot_ranker(
     user_cols = [SERVING_STORE_REFS.index(r) for r in user_refs]
     ad_cols = [SERVING_STORE_REFS.index(r) for r in ad_refs]
     cache: dict[str, dict[int, np.ndarray]] = {"user_id": {}, "ad_id": {}}
+    chunk = 2_000
 
     def values(entity: str, refs: list[str], ids: np.ndarray) -> np.ndarray:
         known = cache[entity]
@@ -239,6 +240,25 @@ def snapshot_ranker(
         return np.stack([known[int(i)] for i in ids])
 
     def rank(users, hours, devices, candidates):
+        # A chunk at a time: a million (user, ad) rows through a DCN at once would
+        # need gigabytes of activations; 2,000 requests need tens of megabytes.
+        return (
+            np.concatenate(
+                [
+                    rank_chunk(
+                        users[i : i + chunk],
+                        hours[i : i + chunk],
+                        devices[i : i + chunk],
+                        candidates[i : i + chunk],
+                    )
+                    for i in range(0, len(users), chunk)
+                ]
+            )
+            if len(users)
+            else np.empty(candidates.shape)
+        )
+
+    def rank_chunk(users, hours, devices, candidates):
         n, k = candidates.shape
         matrix = np.empty((n * k, len(SERVING_INPUTS)), dtype=np.float32)
         matrix[:, user_cols] = np.repeat(values("user_id", user_refs, users), k, 0)
