@@ -33,23 +33,22 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from mlsd_lib.datasets.ctr import CTRData
-from mlsd_lib.evaluation.metrics import log_loss, roc_auc
-from mlsd_lib.models import (
-    DCNv2,
-    DeepFM,
-    GBDTPlusLR,
-    HashedLogisticRegression,
-    predict_proba,
-    train,
+from mlsd_lib.adclick.recipes import (
+    CROSSING_MODELS,
+    ENSEMBLE,
+    MODEL_NAMES,
+    Budget,
+    ensemble,
+    fit_model,
+    intercept_shift,
+    shifted,
 )
+from mlsd_lib.datasets.ctr import CTRData
+from mlsd_lib.evaluation import normalized_entropy, roc_auc
 from mlsd_lib.worlds.ads import AdsWorld, AdsWorldConfig
 
 SECONDS_PER_DAY = 86_400.0
-CROSSING_MODELS = ("deepfm", "dcn_v2")
-ENSEMBLE = ("gbdt_lr", "deepfm", "dcn_v2")
 
 
 @dataclass(frozen=True)
@@ -69,13 +68,6 @@ QUICK = Setting(impressions_per_day=80_000, epochs=6, num_trees=40, gbdt_lr_epoc
 FULL = Setting(impressions_per_day=200_000, epochs=8, num_trees=200, gbdt_lr_epochs=8)
 
 
-def normalized_entropy(labels: np.ndarray, p: np.ndarray) -> float:
-    """Log loss over the entropy of the set's own CTR (He et al. 2014)."""
-    ctr = float(np.mean(labels))
-    entropy = -(ctr * np.log(ctr) + (1 - ctr) * np.log1p(-ctr))
-    return log_loss(labels, p) / entropy
-
-
 def make_splits(setting: Setting, seed: int = 0) -> tuple[CTRData, CTRData, CTRData]:
     """Train on all days but the last two, validate on the next, test on the last."""
     world = AdsWorld(AdsWorldConfig(), seed=seed)
@@ -84,52 +76,6 @@ def make_splits(setting: Setting, seed: int = 0) -> tuple[CTRData, CTRData, CTRD
     train_data, rest = data.time_split((setting.days - 2) * SECONDS_PER_DAY)
     valid_data, test_data = rest.time_split((setting.days - 1) * SECONDS_PER_DAY)
     return train_data, valid_data, test_data
-
-
-#: Per-model training settings, tuned on the quick setting (validation day 12).
-#: Torch runs on one thread: on a shared 2-core machine two threads wait on
-#: each other (see :func:`mlsd_lib.models.training.torch_threads`).
-#: ``embedding_l2`` is a per-row Gaussian prior (see :func:`mlsd_lib.models.train`):
-#: without it the user-id embeddings overfit after one epoch.
-TORCH_TRAINING = {
-    "lr": {"lr": 0.01, "embedding_l2": 100.0},
-    "deepfm": {"lr": 0.01, "embedding_l2": 100.0},
-    "dcn_v2": {"lr": 0.01, "embedding_l2": 100.0},
-}
-
-
-def _torch_model(name: str, train_data: CTRData) -> torch.nn.Module:
-    if name == "lr":
-        return HashedLogisticRegression.from_data(train_data)
-    if name == "deepfm":
-        return DeepFM.from_data(train_data, embedding_dim=8, hidden=(64, 32))
-    return DCNv2.from_data(
-        train_data, embedding_dim=8, num_cross_layers=2, hidden=(64, 32)
-    )
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
-
-
-def intercept_shift(p_valid: np.ndarray, y_valid: np.ndarray) -> float:
-    """The logit shift ``b`` with mean ``sigmoid(logit(p) + b)`` = observed CTR.
-
-    Fitted on the freshest labelled day (validation) and applied to the next:
-    the CTR level moves from day to day (drift, mix of traffic) and a model
-    trained on twelve days predicts their average level. Bisection: the mean
-    is increasing in ``b``.
-    """
-    z, target = _logit(p_valid), float(np.mean(y_valid))
-    low, high = -5.0, 5.0
-    for _ in range(60):
-        mid = 0.5 * (low + high)
-        if np.mean(1 / (1 + np.exp(-(z + mid)))) < target:
-            low = mid
-        else:
-            high = mid
-    return 0.5 * (low + high)
 
 
 def _scores(y: np.ndarray, p: np.ndarray, seconds: float) -> dict[str, float]:
@@ -156,48 +102,23 @@ def run(
     }
     models: dict[str, dict[str, float]] = {}
     predictions: dict[str, np.ndarray] = {}
-    for name in ("lr", "gbdt_lr", "deepfm", "dcn_v2"):
-        start = time.perf_counter()
-        if name == "gbdt_lr":
-            gbdt = GBDTPlusLR(
-                num_trees=setting.num_trees,
-                num_leaves=31,
-                learning_rate=0.1,
-                lr_epochs=setting.gbdt_lr_epochs,
-                lr_lr=0.01,
-                lr_embedding_l2=100.0,
-                patience=2,
-                seed=seed,
-                torch_num_threads=1,
-            ).fit(train_data, valid_data, progress=progress)
-            p_valid, p = gbdt.predict_proba(valid_data), gbdt.predict_proba(test_data)
-        else:
-            torch.manual_seed(seed)
-            model = _torch_model(name, train_data)
-            train(
-                model,
-                train_data,
-                valid_data,
-                epochs=setting.epochs,
-                batch_size=setting.batch_size,
-                patience=2,
-                seed=seed,
-                progress=progress,
-                num_threads=1,
-                **TORCH_TRAINING[name],  # type: ignore[arg-type]
-            )
-            p_valid = predict_proba(model, valid_data, num_threads=1)
-            p = predict_proba(model, test_data, num_threads=1)
-        shift = intercept_shift(p_valid, valid_data.labels)
-        p = 1 / (1 + np.exp(-(_logit(p) + shift)))
+    budget = Budget(
+        epochs=setting.epochs,
+        batch_size=setting.batch_size,
+        num_trees=setting.num_trees,
+        gbdt_lr_epochs=setting.gbdt_lr_epochs,
+    )
+    for name in MODEL_NAMES:
+        fitted = fit_model(name, train_data, valid_data, budget, seed=seed,
+                           progress=progress)  # fmt: skip
+        shift = intercept_shift(fitted.predict(valid_data), valid_data.labels)
+        p = shifted(fitted.predict(test_data), shift)
         predictions[name] = p
-        models[name] = _scores(y, p, time.perf_counter() - start)
+        models[name] = _scores(y, p, fitted.seconds)
     # Averaging the logits of the three nonlinear models: the usual last step
     # of a leaderboard, and a fair one here (no model saw the test day).
-    logits = [_logit(predictions[m]) for m in ENSEMBLE]
-    ensemble_p = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
     models["ensemble"] = _scores(
-        y, ensemble_p, sum(models[m]["train_seconds"] for m in ENSEMBLE)
+        y, ensemble(predictions), sum(models[m]["train_seconds"] for m in ENSEMBLE)
     )
     best = min(models, key=lambda m: models[m]["ne"])
     crossing = min(CROSSING_MODELS, key=lambda m: models[m]["ne"])

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mlsd_lib.datasets.ctr import CTRData
 from mlsd_lib.models.ctr import CTRModule, FieldEmbedding, ModelInputError
+from mlsd_lib.progress import tqdm
 
 
 @dataclass(frozen=True)
