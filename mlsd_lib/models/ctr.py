@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 import torch
@@ -113,6 +114,19 @@ class CTRModule(nn.Module):
 
     num_dense: int
     cardinalities: tuple[int, ...]
+
+    @classmethod
+    def from_data(cls, data: CTRData, **kwargs: object) -> Self:
+        """Size the tables from ``data`` and fit the dense scaling on it; the
+        other keyword arguments go to the model's constructor."""
+        mean, std = dense_statistics(data)
+        return cls(
+            data.dense.shape[1],  # type: ignore[call-arg]
+            data.cardinalities,
+            dense_mean=mean,
+            dense_std=std,
+            **kwargs,
+        )
 
     def check_inputs(self, dense: torch.Tensor, categorical: torch.Tensor) -> None:
         """Raise :class:`ModelInputError` naming the mismatch (shape checks only).

@@ -19,12 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlsd_lib.datasets.ctr import CTRData
 from mlsd_lib.models.ctr import (
     CTRModule,
     DenseScaler,
     FieldEmbedding,
-    dense_statistics,
     mlp,
 )
 
@@ -93,18 +91,6 @@ class DCNv2(CTRModule):
             self.head = nn.Linear(width + (hidden[-1] if hidden else width), 1)
         # mlp() leaves the last layer linear; the head needs a nonlinearity below it.
         self.deep_activation = nn.ReLU() if hidden else nn.Identity()
-
-    @classmethod
-    def from_data(cls, data: CTRData, **kwargs: object) -> DCNv2:
-        """Size the tables from ``data`` and fit the dense scaling on it."""
-        mean, std = dense_statistics(data)
-        return cls(
-            data.dense.shape[1],
-            data.cardinalities,
-            dense_mean=mean,
-            dense_std=std,
-            **kwargs,  # type: ignore[arg-type]
-        )
 
     def forward(self, dense: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         self.check_inputs(dense, categorical)

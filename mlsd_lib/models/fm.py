@@ -18,12 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlsd_lib.datasets.ctr import CTRData
 from mlsd_lib.models.ctr import (
     CTRModule,
     DenseScaler,
     FieldEmbedding,
-    dense_statistics,
     mlp,
 )
 
@@ -74,18 +72,6 @@ class DeepFM(CTRModule):
         )
         num_fields = len(self.cardinalities) + self.num_dense
         self.deep = mlp([num_fields * embedding_dim, *hidden, 1], dropout)
-
-    @classmethod
-    def from_data(cls, data: CTRData, **kwargs: object) -> DeepFM:
-        """Size the tables from ``data`` and fit the dense scaling on it."""
-        mean, std = dense_statistics(data)
-        return cls(
-            data.dense.shape[1],
-            data.cardinalities,
-            dense_mean=mean,
-            dense_std=std,
-            **kwargs,  # type: ignore[arg-type]
-        )
 
     def forward(self, dense: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         self.check_inputs(dense, categorical)

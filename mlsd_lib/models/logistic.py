@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlsd_lib.datasets.ctr import CTRData
-from mlsd_lib.models.ctr import CTRModule, DenseScaler, FieldEmbedding, dense_statistics
+from mlsd_lib.models.ctr import CTRModule, DenseScaler, FieldEmbedding
 
 
 class HashedLogisticRegression(CTRModule):
@@ -41,18 +40,6 @@ class HashedLogisticRegression(CTRModule):
         self.dense_linear = nn.Linear(self.num_dense, 1)
         nn.init.zeros_(self.dense_linear.weight)
         nn.init.zeros_(self.dense_linear.bias)
-
-    @classmethod
-    def from_data(cls, data: CTRData, **kwargs: object) -> HashedLogisticRegression:
-        """Size the tables from ``data`` and fit the dense scaling on it."""
-        mean, std = dense_statistics(data)
-        return cls(
-            data.dense.shape[1],
-            data.cardinalities,
-            dense_mean=mean,
-            dense_std=std,
-            **kwargs,  # type: ignore[arg-type]
-        )
 
     def forward(self, dense: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         self.check_inputs(dense, categorical)
