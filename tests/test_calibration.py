@@ -171,3 +171,11 @@ def test_reliability_figure_has_diagonal_and_one_line_per_model(calibrated) -> N
     assert len(ax.containers) == 2  # one errorbar container per model
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0] == "perfectly calibrated" and labels[1].startswith("calibrated")
+
+
+def test_quantile_bins_survive_constant_predictions():
+    from mlsd_lib.evaluation import reliability_diagram
+
+    diagram = reliability_diagram([0, 1, 0, 0], [0.3] * 4, strategy="quantile")
+    assert diagram.count.sum() == 4
+    assert diagram.mean_predicted.tolist() == [0.3]

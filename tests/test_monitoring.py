@@ -176,3 +176,12 @@ def test_metric_over_days_figure_lines_threshold_and_markers() -> None:
     assert list(ax.lines[3].get_ydata()) == [0.824, 0.824]
     with pytest.raises(ValueError, match="'bad' has 3 values for 10 days"):
         metric_over_days_figure(days, {"bad": [1, 2, 3]})
+
+
+def test_an_empty_key_feature_list_watches_no_feature():
+    from mlsd_lib.monitoring import RetrainingTrigger
+
+    trigger = RetrainingTrigger(key_features=(), psi_limit=0.25)
+    trigger.deployed(0, baseline_ne=0.9)
+    decision = trigger.observe(1, ne=0.9, psi_by_feature={"hour": 3.0})
+    assert not decision.retrain

@@ -69,9 +69,9 @@ def _bin_edges(p: np.ndarray, num_bins: int, strategy: str) -> np.ndarray:
     if strategy == "uniform":
         return np.linspace(0.0, 1.0, num_bins + 1)
     if strategy == "quantile":
-        edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, num_bins + 1)))
-        edges[0], edges[-1] = 0.0, 1.0
-        return np.unique(edges)
+        inner = np.quantile(p, np.linspace(0.0, 1.0, num_bins + 1)[1:-1])
+        # Always [0, ..., 1]: equal predictions collapse to fewer bins, never none.
+        return np.unique(np.concatenate([[0.0], inner, [1.0]]))
     raise MetricInputError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}.")
 
 

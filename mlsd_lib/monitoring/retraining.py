@@ -88,7 +88,11 @@ class RetrainingTrigger:
                 f"+ {self.ne_degradation:.0%})"
             )
         if psi_by_feature:
-            watched = self.key_features or tuple(psi_by_feature)
+            watched = (
+                tuple(psi_by_feature)
+                if self.key_features is None
+                else self.key_features
+            )
             for name in watched:
                 value = psi_by_feature.get(name)
                 if value is not None and value > self.psi_limit:
