@@ -104,3 +104,25 @@ def test_malformed_lines_name_the_line(tmp_path: Path, bad: str, message: str) -
     # The line number is right when the bad line opens a later chunk too.
     with pytest.raises(CriteoFormatError, match=message):
         read_criteo(path, chunk_size=1)
+
+
+def test_the_case_study_models_train_on_criteo_data_unchanged(tmp_path: Path) -> None:
+    """The same recipes that fit the synthetic world fit a Criteo-format file."""
+    from mlsd_lib.adclick.recipes import Budget, fit_model
+    from mlsd_lib.evaluation import roc_auc
+
+    path = write_criteo_sample(tmp_path / "train.txt.gz", 6_000, seed=1)
+    data = read_criteo(path, num_buckets=2**10)
+    assert len(data.categorical_names) == 26 and data.dense.shape[1] == 13
+    train_part, test_part = (
+        data.subset(slice(0, 5_000)),
+        data.subset(slice(5_000, None)),
+    )
+    budget = Budget(epochs=2, num_trees=10, gbdt_lr_epochs=1, batch_size=512)
+    for name in ("lr", "gbdt_lr", "deepfm", "dcn_v2"):
+        fitted = fit_model(name, train_part, test_part, budget)
+        p = fitted.predict(test_part)
+        assert p.shape == (1_000,) and np.isfinite(p).all()
+        assert roc_auc(test_part.labels, p) > 0.55, (
+            name
+        )  # the sample's label is learnable
