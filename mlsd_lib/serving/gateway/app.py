@@ -57,6 +57,7 @@ from mlsd_lib.serving.gateway.scoring import (
     elapsed_ms,
 )
 from mlsd_lib.serving.gateway.shadow import ShadowJob, ShadowScorer
+from mlsd_lib.serving.gateway.throttled_log import ThrottledLog
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.max_body_bytes)
     require_key = api_key_checker(None if config.auth_disabled else config.api_key)
     request_model = score_request_model(config.max_candidates)
+    failure_log = ThrottledLog(logger)
 
     async def features_for(
         deployment: Deployment,
@@ -229,7 +231,7 @@ def create_app(
             scores = await state.scorer.score(deployment, inputs)
         except ModelFailed as error:
             fallback = deployments.fallback
-            logger.warning("%s", error)
+            failure_log.warning(deployment.version, str(error))
             if fallback is None:
                 state.counters["unavailable"] += 1
                 raise HTTPException(
