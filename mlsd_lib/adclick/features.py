@@ -124,31 +124,40 @@ USER_PROFILE_FIELDS = ("user_id", "age_bucket", "gender", "country", "interest")
 AD_PROFILE_FIELDS = ("ad_id", "advertiser_id", "campaign_id", "ad_category")
 CONTEXT_FIELDS = ("hour", "device", "position")
 
-USER_PROFILE = FeatureView(
-    name="adclick_user_profile",
-    entities=("user_id",),
-    features=tuple(
-        Feature(
-            f"{f}_code", "float32", 0.0, f"{f} (hashed)" if f in HASHED_FIELDS else f
-        )
-        for f in USER_PROFILE_FIELDS
-    ),
-    ttl=timedelta(days=3650),
-    source=BatchSource("adclick_users"),
-    description="the user's hashed id and attributes (slowly changing)",
+
+def _profile_view(
+    entity: str, fields: tuple[str, ...], table: str, description: str
+) -> FeatureView:
+    """One ``<field>_code`` feature per field: hashed ids and small attributes."""
+    return FeatureView(
+        name=f"adclick_{entity.removesuffix('_id')}_profile",
+        entities=(entity,),
+        features=tuple(
+            Feature(
+                f"{f}_code",
+                "float32",
+                0.0,
+                f"{f} (hashed)" if f in HASHED_FIELDS else f,
+            )
+            for f in fields
+        ),
+        ttl=timedelta(days=3650),
+        source=BatchSource(table),
+        description=description,
+    )
+
+
+USER_PROFILE = _profile_view(
+    "user_id",
+    USER_PROFILE_FIELDS,
+    "adclick_users",
+    "the user's hashed id and attributes (slowly changing)",
 )
-AD_PROFILE = FeatureView(
-    name="adclick_ad_profile",
-    entities=("ad_id",),
-    features=tuple(
-        Feature(
-            f"{f}_code", "float32", 0.0, f"{f} (hashed)" if f in HASHED_FIELDS else f
-        )
-        for f in AD_PROFILE_FIELDS
-    ),
-    ttl=timedelta(days=3650),
-    source=BatchSource("adclick_ads"),
-    description="the ad's hashed ids and category (from the ad catalog)",
+AD_PROFILE = _profile_view(
+    "ad_id",
+    AD_PROFILE_FIELDS,
+    "adclick_ads",
+    "the ad's hashed ids and category (from the ad catalog)",
 )
 VIEWS = (USER_PROFILE, AD_PROFILE, USER_HISTORY, AD_HISTORY, USER_REALTIME, AD_REALTIME)
 
