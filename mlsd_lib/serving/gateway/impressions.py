@@ -18,11 +18,10 @@ from __future__ import annotations
 import json
 import math
 import queue
-import threading
 from pathlib import Path
 from typing import Any
 
-_STOP = object()
+from mlsd_lib.serving.gateway.background import STOP, BoundedWorker
 
 
 def _finite(value: Any) -> Any:
@@ -34,45 +33,24 @@ def _finite(value: Any) -> Any:
     return value
 
 
-class ImpressionLog:
+class ImpressionLog(BoundedWorker):
     """Append JSON lines to ``path`` from a single writer thread."""
 
     def __init__(self, path: str | Path, max_queued: int = 10_000) -> None:
+        super().__init__("impression-log", max_queued)
         self.path = Path(path)
-        self.dropped = 0
         self.written = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> ImpressionLog:
-        """Open the file for appending and start the writer thread."""
-        if self._thread is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._thread = threading.Thread(
-                target=self._run, name="impression-log", daemon=True
-            )
-            self._thread.start()
-        return self
+    def _prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, record: dict[str, Any]) -> bool:
         """Queue one line; never blocks. Returns False (and counts) if dropped."""
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-            return False
-        return True
+        return self._offer(record)
 
     def flush(self) -> None:
         """Wait until every queued line is written and flushed."""
-        self._queue.join()
-
-    def close(self) -> None:
-        """Write what is queued, then stop the writer (idempotent)."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join()
+        self._wait_idle()
 
     def _run(self) -> None:
         with self.path.open("a", encoding="utf-8") as file:
@@ -86,7 +64,7 @@ class ImpressionLog:
                         break
                 stop = False
                 for record in batch:
-                    if record is _STOP:
+                    if record is STOP:
                         stop = True
                         continue
                     clean = {k: _finite(v) for k, v in record.items()}

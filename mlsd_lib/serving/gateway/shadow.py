@@ -16,17 +16,15 @@ requests it observes.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass
 
+from mlsd_lib.serving.gateway.background import STOP, BoundedWorker
 from mlsd_lib.serving.gateway.config import Deployment
 from mlsd_lib.serving.gateway.impressions import ImpressionLog
 from mlsd_lib.serving.gateway.scoring import FeatureMatrix, ModelFailed, Scorer
 
 logger = logging.getLogger(__name__)
-_STOP = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class ShadowJob:
     """The request's context values."""
 
 
-class ShadowScorer:
+class ShadowScorer(BoundedWorker):
     """One worker thread scoring each job's shadow deployment from a bounded queue."""
 
     def __init__(
@@ -54,47 +52,25 @@ class ShadowScorer:
         log: ImpressionLog,
         max_queued: int = 256,
     ) -> None:
+        super().__init__("shadow-scorer", max_queued)
         self.scorer = scorer
         self.log = log
-        self.dropped = 0
         self.failed = 0
         self.scored = 0
-        self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=max_queued)
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> ShadowScorer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="shadow-scorer", daemon=True
-            )
-            self._thread.start()
-        return self
 
     def submit(self, job: ShadowJob) -> bool:
         """Queue a job without waiting; False (and counted) when the queue is full."""
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            self.dropped += 1
-            return False
-        return True
+        return self._offer(job)
 
     def drain(self) -> None:
         """Wait until every queued job is scored (or has failed)."""
-        self._queue.join()
-
-    def close(self) -> None:
-        """Finish the queued jobs, then stop the worker (idempotent)."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join()
+        self._wait_idle()
 
     def _run(self) -> None:
         while True:
             job = self._queue.get()
             try:
-                if job is _STOP:
+                if job is STOP:
                     return
                 self._score(job)
             finally:
