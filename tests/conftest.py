@@ -16,7 +16,9 @@ import fakeredis
 import pytest
 import redis
 
+from mlsd_lib.net import wait_until
 from mlsd_lib.redis_backend import PrivateRedisServer
+from mlsd_lib.serving.triton_cleanup import Leftovers, orphaned_leftovers
 from mlsd_lib.serving.triton_server import triton_unavailable_reason
 
 NO_REAL_REDIS = (
@@ -57,3 +59,24 @@ def requires_triton() -> None:
     reason = triton_unavailable_reason()
     if reason is not None:
         pytest.skip(f"tritonserver cannot run here: {reason}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """Fail the session if a Triton server left a process or a /dev/shm region.
+
+    Runs after every test and notebook of the session (``make test`` runs both in
+    one pytest process): servers this process started must all be gone, and so
+    must those of processes that have exited (notebook kernels).
+    """
+    before = set(orphaned_leftovers())
+    yield
+
+    def new_leftovers() -> dict[str, Leftovers]:
+        found = orphaned_leftovers(including_mine=True).items()
+        return {prefix: left for prefix, left in found if prefix not in before}
+
+    # A kernel's tritonserver stops its stubs when the kernel exits: allow it time.
+    wait_until(lambda: not new_leftovers(), timeout_s=15.0, interval_s=0.25)
+    left = new_leftovers()
+    assert not left, f"Triton servers left these behind: {left}"

@@ -6,8 +6,9 @@ little ``/dev/shm``), and as the no-network baseline in benchmarks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +20,8 @@ class BoundModel:
     """A model registered with a server: its function and its signature."""
 
     name: str
-    infer_fn: BatchedInferFn
+    #: None where the server runs the model from a file (a model repository).
+    infer_fn: BatchedInferFn | None
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
@@ -58,8 +60,45 @@ class ModelRegistryMixin:
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
+    def has_model(self, name: str) -> bool:
+        return name in self._models
 
-class InProcessModelServer(ModelRegistryMixin):
+
+class LoadsArtifactsHere:
+    """``load_artifact`` for servers that run models in this process (and
+    define ``bind``)."""
+
+    def load_artifact(
+        self,
+        name: str,
+        version: int,
+        artifact: str | Path,
+        *,
+        sha256: str,
+        format: str,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        max_batch_size: int,
+        dynamic_batching: bool = True,
+        max_queue_delay_us: int = 0,
+    ) -> None:
+        """Verify and load the artifact here, and bind it as ``name``.
+
+        Same signature as
+        :meth:`~mlsd_lib.serving.triton_repository_server.TritonRepositoryServer.load_artifact`,
+        so the deployer does not care where the model will run.
+        """
+        from mlsd_lib.serving.artifacts import artifact_infer_fn
+
+        infer_fn = artifact_infer_fn(
+            artifact, sha256=sha256, format=format, inputs=inputs, outputs=outputs
+        )
+        self.bind(  # type: ignore[attr-defined]
+            name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size
+        )
+
+
+class InProcessModelServer(LoadsArtifactsHere, ModelRegistryMixin):
     """Calls the bound function directly, after the same input checks Triton makes."""
 
     kind = "in-process"
@@ -93,6 +132,11 @@ class InProcessModelServer(ModelRegistryMixin):
         check_inputs(bound.inputs, inputs)
         result = bound.infer_fn(**{k: np.asarray(v) for k, v in inputs.items()})
         return {spec.name: np.asarray(result[spec.name]) for spec in bound.outputs}
+
+    def unload(self, name: str) -> None:
+        """Forget ``name`` (its module is freed with the last reference)."""
+        self._model(name)
+        del self._models[name]
 
     def describe(self) -> str:
         return f"Model server: in-process (no network); {self.reason}"

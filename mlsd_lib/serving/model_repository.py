@@ -1,14 +1,22 @@
-"""Write a standard Triton model repository for the official Triton container.
+"""Write Triton model repositories: the folders a model server loads models from.
 
-Introduced in ``notebooks/model_serving.ipynb``. The notebooks bind models to
-the ``tritonserver`` inside nvidia-pytriton from Python; in production you hand
-Triton a *model repository* instead, a folder it loads models from::
+Introduced in ``notebooks/model_serving.ipynb``. A model server does not run the
+caller's code; it is handed a *model repository*::
 
     <repo_root>/<name>/config.pbtxt     # how to serve it
-    <repo_root>/<name>/1/model.pt       # version 1: a TorchScript file
+    <repo_root>/<name>/<version>/...    # one folder per version
 
-and run ``tritonserver --model-repository=<repo_root>`` (the official
-``nvcr.io/nvidia/tritonserver`` image). ``config.pbtxt`` is a
+Two flavours are written here:
+
+* :func:`write_python_backend_model`: Triton's **Python backend** runs a
+  ``model.py`` in a process of its own, which loads the TorchScript or
+  ``torch.export`` file. This is what the ``tritonserver`` inside
+  nvidia-pytriton can run, and what the book serves every registered version
+  with (:class:`~mlsd_lib.serving.triton_repository_server.TritonRepositoryServer`).
+* :func:`write_triton_repository`: Triton's native **PyTorch (libtorch)
+  backend**, for the official ``nvcr.io/nvidia/tritonserver`` image, run as
+  ``tritonserver --model-repository=<repo_root>``: no Python on the request
+  path at all. ``config.pbtxt`` is a
 ``inference.ModelConfig`` protobuf in text format; we build it as that protobuf
 (``tritonclient.grpc.model_config_pb2``) and print it, so a misspelled field is
 an error here rather than a model that fails to load on the server.
@@ -28,6 +36,7 @@ argument names against the TorchScript file itself) before writing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,6 +52,8 @@ from tritonclient.grpc import model_config_pb2
 from mlsd_lib.serving.tensors import TensorSpec
 
 PLATFORM = "pytorch_libtorch"
+#: The backends a config can name: Triton's libtorch backend, or its Python backend.
+BACKENDS = ("pytorch", "python")
 
 #: numpy dtype -> Triton's ``DataType`` enum name.
 TRITON_DTYPES: dict[np.dtype, str] = {
@@ -122,8 +133,15 @@ def build_model_config(
     max_queue_delay_us: int = 0,
     instance_count: int = 1,
     instance_kind: str = "KIND_CPU",
+    backend: str = "pytorch",
+    versions: Sequence[int] = (),
 ) -> model_config_pb2.ModelConfig:
     """The ``ModelConfig`` protobuf for a batched TorchScript model.
+
+    ``backend="pytorch"`` is Triton's native libtorch backend (the official
+    container); ``backend="python"`` is the Python backend, which runs a
+    ``model.py`` (:mod:`~mlsd_lib.serving.triton_python_model`). ``versions``
+    pins which version folders Triton serves (all of them when empty).
 
     Tensor shapes are given without the batch axis (as in :class:`TensorSpec`);
     with ``max_batch_size >= 1`` Triton adds it. ``dynamic_batching`` lets Triton
@@ -168,9 +186,17 @@ def build_model_config(
                 "or -1 for a variable size."
             )
 
-    config = model_config_pb2.ModelConfig(
-        name=name, platform=PLATFORM, max_batch_size=max_batch_size
-    )
+    if backend not in BACKENDS:
+        raise InvalidModelConfig(f"backend {backend!r} is not one of {BACKENDS}.")
+    if any(version < 1 for version in versions):
+        raise InvalidModelConfig(f"Triton model versions start at 1, got {versions}.")
+    config = model_config_pb2.ModelConfig(name=name, max_batch_size=max_batch_size)
+    if backend == "python":
+        config.backend = "python"
+    else:
+        config.platform = PLATFORM
+    if versions:
+        config.version_policy.specific.versions.extend(versions)
     for spec in inputs:
         config.input.add(
             name=spec.name,
@@ -278,3 +304,101 @@ def read_model_config(path: str | Path) -> model_config_pb2.ModelConfig:
             f"{path} is not a valid ModelConfig: {error}"
         ) from None
     return config
+
+
+#: The Python backend's entry point, copied into every version folder.
+PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
+#: What the Python backend can load; ``state_dict`` needs the class, so it cannot.
+SERVABLE_FORMATS = ("torchscript", "pt2")
+
+
+def write_python_backend_model(
+    repo_root: str | Path,
+    name: str,
+    version: int,
+    artifact: str | Path,
+    *,
+    sha256: str,
+    format: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    max_batch_size: int,
+    dynamic_batching: bool = True,
+    max_queue_delay_us: int = 0,
+    instance_count: int = 1,
+    threads: int = 1,
+) -> Path:
+    """Write ``<repo_root>/<name>/<version>/`` for Triton's Python backend.
+
+    The version folder holds the artifact (a TorchScript ``model.pt`` or a
+    ``torch.export`` ``model.pt2``), ``model.py``
+    (:mod:`~mlsd_lib.serving.triton_python_model`) and ``artifact.json``: the
+    file's name, format and the ``sha256`` the registry recorded (checked again
+    when Triton loads it), the tensors' names, dims and dtypes, and the number
+    of torch threads. ``config.pbtxt`` pins the model to this one version, so
+    each registered version is its own Triton model that loads and unloads
+    without touching the others (Triton reloads every version of a model when
+    any of them is loaded). The folder is assembled under a temporary name and
+    renamed into place: Triton never sees half of it. Returns the model folder.
+    """
+    source = Path(artifact)
+    if not source.is_file():
+        raise FileNotFoundError(f"artifact {source} does not exist.")
+    if format not in SERVABLE_FORMATS:
+        raise InvalidModelConfig(
+            f"format {format!r} cannot be served by the Python backend; export "
+            f"the model as one of {SERVABLE_FORMATS} (mlsd_lib.serving.export)."
+        )
+    if not name or "/" in name or name.startswith("."):
+        raise InvalidModelConfig(f"model name {name!r} must be a plain folder name.")
+    if threads < 1:
+        raise InvalidModelConfig(f"threads must be >= 1, got {threads}.")
+    config = build_model_config(
+        name,
+        inputs,
+        outputs,
+        max_batch_size=max_batch_size,
+        dynamic_batching=dynamic_batching,
+        max_queue_delay_us=max_queue_delay_us,
+        instance_count=instance_count,
+        backend="python",
+        versions=(version,),
+    )
+    info = {
+        "artifact": "model.pt" if format == "torchscript" else "model.pt2",
+        "format": format,
+        "sha256": sha256,
+        "threads": threads,
+        "inputs": [tensor_info(spec) for spec in inputs],
+        "outputs": [tensor_info(spec) for spec in outputs],
+    }
+    model_dir = Path(repo_root) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}."))
+    try:
+        shutil.copyfile(source, staging / info["artifact"])
+        shutil.copyfile(PYTHON_MODEL_SOURCE, staging / "model.py")
+        (staging / "artifact.json").write_text(
+            json.dumps(info, indent=2) + "\n", encoding="utf-8"
+        )
+        version_dir = model_dir / str(version)
+        if version_dir.exists():
+            shutil.rmtree(version_dir)
+        os.replace(staging, version_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    text = text_format.MessageToString(config)
+    _write_atomic(
+        model_dir / "config.pbtxt", lambda tmp: tmp.write_text(text, encoding="utf-8")
+    )
+    return model_dir
+
+
+def tensor_info(spec: TensorSpec) -> dict[str, object]:
+    """A tensor as ``artifact.json`` records it: name, dims without the batch, dtype."""
+    return {
+        "name": spec.name,
+        "dims": list(spec.shape),
+        "dtype": np.dtype(spec.dtype).name,
+    }

@@ -7,7 +7,8 @@ one they got; they only print :meth:`ModelServer.describe` so the reader knows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -17,8 +18,8 @@ from mlsd_lib.redis_backend import RealBackendRequired
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.remote_triton import RemoteTritonServer
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
+from mlsd_lib.serving.triton_repository_server import TritonRepositoryServer
 from mlsd_lib.serving.triton_server import (
-    TritonServer,
     TritonStartError,
     triton_unavailable_reason,
 )
@@ -27,7 +28,12 @@ __all__ = ["ModelServer", "TensorSpec", "start_model_server"]
 
 
 class ModelServer(Protocol):
-    """What every model server offers."""
+    """What every model server offers.
+
+    ``bind`` serves a Python callable (refused by the repository server, which
+    runs model files only); ``load_artifact`` serves a registered TorchScript or
+    ``torch.export`` file, wherever the server runs its models.
+    """
 
     kind: str
     thread_safe: bool
@@ -40,6 +46,23 @@ class ModelServer(Protocol):
         outputs: tuple[TensorSpec, ...],
         max_batch_size: int = 64,
     ) -> None: ...
+
+    def load_artifact(
+        self,
+        name: str,
+        version: int,
+        artifact: str | Path,
+        *,
+        sha256: str,
+        format: str,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        max_batch_size: int,
+        dynamic_batching: bool = True,
+        max_queue_delay_us: int = 0,
+    ) -> None: ...
+
+    def has_model(self, name: str) -> bool: ...
 
     def infer(
         self, model: str, inputs: Mapping[str, np.ndarray]
@@ -56,9 +79,10 @@ class ModelServer(Protocol):
 
 def start_model_server(
     settings: Settings | None = None, *, announce: bool = True
-) -> TritonServer | InProcessModelServer | RemoteTritonServer:
-    """Connect to ``TRITON_URL`` if set; else start Triton if it can run here, else
-    the in-process server; and say which.
+) -> TritonRepositoryServer | InProcessModelServer | RemoteTritonServer:
+    """Connect to ``TRITON_URL`` if set; else start Triton over a model repository
+    (:class:`~mlsd_lib.serving.triton_repository_server.TritonRepositoryServer`)
+    if it can run here, else the in-process server; and say which.
 
     A Triton that is expected to run but fails to start falls back too, with the
     reason in the announcement, unless ``MLSD_REQUIRE_REAL_BACKENDS`` is set, in
@@ -66,7 +90,7 @@ def start_model_server(
     error: a reader who named a server wants that server.
     """
     settings = settings or load_settings()
-    server: TritonServer | InProcessModelServer | RemoteTritonServer
+    server: TritonRepositoryServer | InProcessModelServer | RemoteTritonServer
     if settings.triton_url:
         server = RemoteTritonServer(settings.triton_url).start()
         if announce:
@@ -75,7 +99,7 @@ def start_model_server(
     reason = triton_unavailable_reason()
     if reason is None:
         try:
-            server = TritonServer().start()
+            server = TritonRepositoryServer().start()
         except TritonStartError as error:
             if settings.require_real_backends:
                 raise

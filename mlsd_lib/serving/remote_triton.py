@@ -10,7 +10,8 @@ real deployment, or fails saying which model or tensor does not match.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -91,6 +92,18 @@ class RemoteTritonServer(ModelRegistryMixin):
         ``infer_fn`` is not sent anywhere (the deployed artifact is what runs); it is
         kept so callers can compare the served scores with the local model.
         """
+        self._check_deployed(name, tuple(inputs), tuple(outputs), max_batch_size)
+        self._register(
+            BoundModel(name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size)
+        )
+
+    def _check_deployed(
+        self,
+        name: str,
+        inputs: tuple[TensorSpec, ...],
+        outputs: tuple[TensorSpec, ...],
+        max_batch_size: int,
+    ) -> None:
         client = self._require_client()
         try:
             ready = client.is_model_ready(name)
@@ -114,8 +127,31 @@ class RemoteTritonServer(ModelRegistryMixin):
                     f"{sorted(served[kind])}, the caller expects "
                     f"{sorted(expected[kind])} (name, datatype, shape)."
                 )
+
+    def load_artifact(
+        self,
+        name: str,
+        version: int,
+        artifact: str | Path,
+        *,
+        sha256: str,
+        format: str,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        max_batch_size: int,
+        dynamic_batching: bool = True,
+        max_queue_delay_us: int = 0,
+    ) -> None:
+        """Check that the server serves ``name`` with this signature.
+
+        The artifact is not sent: on a server you run yourself, the deployment
+        pipeline puts it in that server's model repository
+        (:func:`~mlsd_lib.serving.model_repository.write_python_backend_model`
+        or :func:`~mlsd_lib.serving.model_repository.write_triton_repository`).
+        """
+        self._check_deployed(name, tuple(inputs), tuple(outputs), max_batch_size)
         self._register(
-            BoundModel(name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size)
+            BoundModel(name, None, tuple(inputs), tuple(outputs), max_batch_size)
         )
 
     def infer(

@@ -6,7 +6,8 @@ module per protocol with near-identical classes, so one thin wrapper serves both
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -93,6 +94,18 @@ class TritonClient:
             result = self._client.infer(model, requests, outputs=outputs)
         return {name: result.as_numpy(name) for name in output_names}
 
+    def load_model(self, model: str) -> None:
+        """Load (or reload) ``model`` from the server's repository; blocks until
+        it is ready or has failed (``InferenceServerException`` says why)."""
+        if self.protocol == "grpc":
+            self._client.load_model(model, client_timeout=self.timeout_s)
+        else:
+            self._client.load_model(model)
+
+    def unload_model(self, model: str) -> None:
+        """Ask the server to unload ``model``; it finishes in-flight requests first."""
+        self._client.unload_model(model)
+
     def close(self) -> None:
         self._client.close()
 
@@ -101,3 +114,35 @@ class TritonClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class ClientPerThread:
+    """One :class:`TritonClient` per calling thread, all closed together.
+
+    ``tritonclient``'s HTTP client is not thread-safe (it runs on gevent), and
+    separate clients are also what lets concurrent callers reach Triton's
+    dynamic batcher together.
+    """
+
+    def __init__(self, make: Callable[[], TritonClient]) -> None:
+        self._make = make
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[TritonClient] = []
+
+    def get(self) -> TritonClient:
+        """This thread's client, made on first use."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._make()
+            self._local.client = client
+            with self._lock:
+                self._all.append(client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._all = self._all, []
+        self._local = threading.local()
+        for client in clients:
+            client.close()

@@ -26,7 +26,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-import threading
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -36,9 +35,18 @@ import numpy as np
 
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import tail
-from mlsd_lib.serving.inprocess import BoundModel, ModelRegistryMixin
+from mlsd_lib.serving.inprocess import (
+    BoundModel,
+    LoadsArtifactsHere,
+    ModelRegistryMixin,
+)
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec, check_inputs
-from mlsd_lib.serving.triton_client import Protocol, TritonClient
+from mlsd_lib.serving.triton_cleanup import (
+    Leftovers,
+    find_leftovers,
+    reap_python_backend,
+)
+from mlsd_lib.serving.triton_client import ClientPerThread, Protocol, TritonClient
 
 #: Below this much free ``/dev/shm`` we do not try: PyTriton moves every tensor
 #: through shared memory (4 MiB per model to start, growing 1 MiB at a time), and
@@ -126,8 +134,15 @@ def put_interpreter_libpython_first(
         )
 
 
-class TritonServer(ModelRegistryMixin):
-    """A ``tritonserver`` process on loopback serving Python callables.
+class TritonServer(LoadsArtifactsHere, ModelRegistryMixin):
+    """A ``tritonserver`` process on loopback serving Python callables (PyTriton).
+
+    The model runs in *this* process: Triton forwards each request through its
+    Python-backend stub, over shared memory, to proxy threads here. That is the
+    way to put an ad-hoc function behind Triton; a registered model is served by
+    :class:`~mlsd_lib.serving.triton_repository_server.TritonRepositoryServer`,
+    in Triton's own processes. ``stop()`` (and a ``tritonserver`` that was
+    killed) leaves no stub process or shared-memory region behind.
 
     Usage::
 
@@ -169,9 +184,10 @@ class TritonServer(ModelRegistryMixin):
         self._client: TritonClient | None = None
         self._version = "unknown"
         self._batching: dict[str, tuple[bool, int]] = {}
-        self._local = threading.local()
-        self._clients_lock = threading.Lock()
-        self._thread_clients: list[TritonClient] = []
+        self._clients: ClientPerThread | None = None
+        #: The Python backend's shared-memory prefix PyTriton chose (in every
+        #: stub's command line too): what :meth:`stop` reaps.
+        self.shm_prefix: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -220,12 +236,18 @@ class TritonServer(ModelRegistryMixin):
         # why nvidia-pytriton is pinned exactly and a test watches stdout.
         self._triton._initialize_server()
         self._triton._triton_server._verbose = False
+        self.shm_prefix = str(
+            self._triton._python_backend_config["shm-region-prefix-name"]
+        )
         for model in self._models.values():
             self._bind_to_triton(model)
         self._run_with_timeout()
         port = self.http_port if self.protocol == "http" else self.grpc_port
         address = f"{LOOPBACK}:{port}"
         self._client = TritonClient(address, self.protocol, self.request_timeout_s)
+        self._clients = ClientPerThread(
+            lambda: TritonClient(address, self.protocol, self.request_timeout_s)
+        )
         self._version = self._client.server_version()
         return self
 
@@ -283,17 +305,17 @@ class TritonServer(ModelRegistryMixin):
 
     def stop(self) -> None:
         """Stop the server (idempotent) and delete its workspace."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        with self._clients_lock:
-            clients, self._thread_clients = self._thread_clients, []
-        for client in clients:
-            client.close()
-        self._local = threading.local()
+        for client in (self._client, self._clients):
+            if client is not None:
+                client.close()
+        self._client, self._clients = None, None
         triton, self._triton = self._triton, None
         if triton is not None:
             triton.stop()
+        if self.shm_prefix is not None:
+            # A killed tritonserver orphans its stubs (which ignore SIGTERM) and
+            # their regions; PyTriton's stop() does not remove them.
+            reap_python_backend(self.shm_prefix)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -385,19 +407,14 @@ class TritonServer(ModelRegistryMixin):
         bound = self._model(model)
         check_inputs(bound.inputs, inputs)
         outputs = [spec.name for spec in bound.outputs]
-        return self._thread_client().infer(model, inputs, outputs)
+        assert self._clients is not None
+        return self._clients.get().infer(model, inputs, outputs)
 
-    def _thread_client(self) -> TritonClient:
-        """This thread's client: tritonclient's HTTP client is not thread-safe
-        (it runs on gevent), so concurrent callers each get their own, which is
-        also what lets Triton's dynamic batcher see concurrent requests."""
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self.client()
-            self._local.client = client
-            with self._clients_lock:
-                self._thread_clients.append(client)
-        return client
+    def leftovers(self) -> Leftovers:
+        """This server's stub processes and shared-memory regions that still exist."""
+        if self.shm_prefix is None:
+            return Leftovers((), ())
+        return find_leftovers(self.shm_prefix)
 
     def client(self, protocol: Protocol | None = None) -> TritonClient:
         """A new client for this server (close it when done)."""

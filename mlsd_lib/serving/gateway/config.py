@@ -34,6 +34,12 @@ class Deployment:
     request's ``context`` supplies and the store cannot: they become the last
     columns of the input, after the store's, the same value for every
     candidate.
+
+    ``unload_when_retired`` says the model was loaded onto its server for this
+    deployment (by :class:`~mlsd_lib.serving.gateway.deploy.RegistryDeployer`):
+    once a hot swap has drained the requests that used it and no deployment
+    still serves it, the swap unloads it, so old versions do not pile up on the
+    model server.
     """
 
     version: str
@@ -43,6 +49,7 @@ class Deployment:
     input_name: str = "features"
     output_name: str = "score"
     context: tuple[str, ...] = ()
+    unload_when_retired: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_refs", tuple(self.input_refs))

@@ -2,8 +2,8 @@
 
 Introduced in ``notebooks/model_serving.ipynb``. The registry says *which*
 version is in production, canary and shadow; this module makes that true on a
-model server: it loads each staged version (checksum verified, nothing
-unpickled), binds it to the server under a name that includes its version, and
+model server: it loads each staged version's file (checksum verified, nothing
+unpickled) onto the server under a name that includes its version, and
 returns the :class:`~mlsd_lib.serving.gateway.config.Deployments` to route to.
 The version's recorded input schema *is* the list of feature references the
 gateway fetches, in column order, so a model can never be fed features in an
@@ -74,11 +74,17 @@ def served_name(record: ModelVersion) -> str:
 
 
 class RegistryDeployer:
-    """Binds the registry's staged versions to a model server, on demand.
+    """Loads the registry's staged versions onto a model server, on demand.
 
-    ``fallback_server`` (usually in-process) also gets the production version,
-    which becomes the fallback deployment: same model, no network. Versions are
-    bound once and kept bound, so a rollback to a recent version is instant.
+    Each version is loaded from its registered file (sha256 verified) with the
+    server's ``load_artifact``: on
+    :class:`~mlsd_lib.serving.triton_repository_server.TritonRepositoryServer`
+    it is written into Triton's model repository and runs in Triton's own
+    processes. ``fallback_server`` (usually in-process) also gets the
+    production version, which becomes the fallback deployment: same file, no
+    network. A version is loaded when a stage first names it; after a hot swap
+    has drained, the versions no stage names any more are unloaded
+    (``Deployment.unload_when_retired``), and a rollback loads its version again.
     """
 
     def __init__(
@@ -101,11 +107,10 @@ class RegistryDeployer:
         self.max_batch_size = max_batch_size
         self.input_name = input_name
         self.output_name = output_name
-        self._bound: set[tuple[int, str]] = set()
         self._lock = threading.Lock()
 
     def deployments(self) -> Deployments:
-        """The deployments the registry's stages name now (binding what is new)."""
+        """The deployments the registry's stages name now (loading what is new)."""
         with self._lock:
             staged = {
                 stage: self.registry.stage_version(self.name, stage)
@@ -144,16 +149,22 @@ class RegistryDeployer:
     ) -> Deployment:
         model_name = served_name(record)
         refs, context = split_schema(record.feature_names)
-        if (id(server), model_name) not in self._bound:
-            module = self.registry.load(record.name, record.version)
-            server.bind(
+        if not server.has_model(model_name):
+            record = self.registry.verify(record.name, record.version)
+            server.load_artifact(
                 model_name,
-                torch_infer_fn(module, self.input_name, self.output_name),
-                (TensorSpec(self.input_name, np.float32, (len(refs) + len(context),)),),
-                (TensorSpec(self.output_name, np.float32, (1,)),),
-                self.max_batch_size,
+                record.version,
+                record.artifact,
+                sha256=record.sha256,
+                format=record.format,
+                inputs=(
+                    TensorSpec(
+                        self.input_name, np.float32, (len(refs) + len(context),)
+                    ),
+                ),
+                outputs=(TensorSpec(self.output_name, np.float32, (1,)),),
+                max_batch_size=self.max_batch_size,
             )
-            self._bound.add((id(server), model_name))
         return Deployment(
             version=model_name + suffix,
             server=server,
@@ -162,4 +173,5 @@ class RegistryDeployer:
             input_name=self.input_name,
             output_name=self.output_name,
             context=context,
+            unload_when_retired=True,
         )

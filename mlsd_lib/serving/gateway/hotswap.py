@@ -11,7 +11,10 @@ Introduced in ``notebooks/model_serving.ipynb``. A hot swap is three steps:
    snapshot to the end (routing, fallback, shadow), so no request ever mixes two
    configurations.
 3. **Drain**: wait until the requests that took the old snapshot have finished.
-   Only then is it safe for an operator to unload the old model from its server.
+4. **Unload**: only then, the models that were loaded for the old deployments
+   (``Deployment.unload_when_retired``) and that no new deployment uses are
+   unloaded from their servers. If the drain ran out of time, nothing is
+   unloaded: a request still running on the old model must be able to finish.
 
 Requests keep flowing through all three steps: the warm-up runs on the model
 threads, and nothing blocks the event loop.
@@ -20,6 +23,7 @@ threads, and nothing blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +34,8 @@ import numpy as np
 
 from mlsd_lib.serving.gateway.config import Deployment, Deployments
 from mlsd_lib.serving.gateway.scoring import ModelFailed, Scorer
+
+logger = logging.getLogger(__name__)
 
 #: Batch sizes a new deployment is warmed up with: one row, and a full request.
 WARMUP_BATCH_SIZES: tuple[int, ...] = (1, 100)
@@ -49,6 +55,7 @@ class SwapReport:
     warmup_ms: float
     in_flight_at_switch: int
     drain_ms: float
+    unloaded: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +65,7 @@ class SwapReport:
             "warmup_ms": self.warmup_ms,
             "in_flight_at_switch": self.in_flight_at_switch,
             "drain_ms": self.drain_ms,
+            "unloaded": list(self.unloaded),
         }
 
 
@@ -136,13 +144,16 @@ class DeploymentSwitch:
             deadline = start + drain_timeout_s
             while self.in_flight(old) and time.perf_counter() < deadline:
                 await asyncio.sleep(0.001)
+            drain_ms = round((time.perf_counter() - start) * 1000, 3)
+            unloaded = () if self.in_flight(old) else await _unload_retired(old, new)
             return SwapReport(
                 before=versions_by_arm(old),
                 after=versions_by_arm(new),
                 warmed_up=tuple(d.version for d in fresh),
                 warmup_ms=round(warmup_ms, 3),
                 in_flight_at_switch=in_flight,
-                drain_ms=round((time.perf_counter() - start) * 1000, 3),
+                drain_ms=drain_ms,
+                unloaded=unloaded,
             )
 
 
@@ -157,3 +168,24 @@ async def _warm_up(deployment: Deployment, scorer: Scorer, timeout_s: float) -> 
                 f"{deployment.version} failed its warm-up with {rows} row(s), so "
                 f"the swap was refused and the previous models still serve: {error}"
             ) from error
+
+
+async def _unload_retired(old: Deployments, new: Deployments) -> tuple[str, ...]:
+    """Unload the models loaded for ``old`` that no deployment of ``new`` uses."""
+    still_used = {(id(d.server), d.model_name) for d in new.all()}
+    unloaded = []
+    for deployment in old.all():
+        key = (id(deployment.server), deployment.model_name)
+        if not deployment.unload_when_retired or key in still_used:
+            continue
+        still_used.add(key)  # one unload per model, however many arms used it
+        unload = getattr(deployment.server, "unload", None)
+        if unload is None or not deployment.server.has_model(deployment.model_name):
+            continue
+        try:
+            await asyncio.to_thread(unload, deployment.model_name)
+        except Exception as error:  # the swap is done; a failed unload only leaks
+            logger.warning("could not unload %s: %s", deployment.version, error)
+            continue
+        unloaded.append(deployment.version)
+    return tuple(unloaded)
