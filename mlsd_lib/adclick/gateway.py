@@ -5,8 +5,9 @@ Introduced in ``casestudies/ad_click/05_serving_and_ab_test.ipynb``. The generic
 order; an ads client wants a typed request (a user, the hour and device of the
 request, the candidate ads) and the ads back **sorted by pCTR**, ready for the
 auction. This route translates one into the other and reuses the whole scoring
-path (routing, canary, features, model, fallback, shadow, impression log), so
-nothing about serving is implemented twice. Candidates are scored for slot 0
+path (routing, canary, features, model, fallback, shadow, impression log)
+through :meth:`~mlsd_lib.serving.gateway.state.GatewayState.answer`, so nothing
+about serving is implemented twice. Candidates are scored for slot 0
 (see :mod:`mlsd_lib.adclick.serving` on position bias).
 """
 
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from mlsd_lib.serving.gateway.limits import api_key_checker
-from mlsd_lib.serving.gateway.schemas import ErrorResponse, ScoreRequest, Timings
+from mlsd_lib.serving.gateway.schemas import ScoreRequest, Timings
+from mlsd_lib.serving.gateway.score_route import UNAUTHORIZED, UNAVAILABLE
+from mlsd_lib.serving.gateway.state import GatewayDep
 from mlsd_lib.worlds.ads_config import DEVICES
 
 Device = Literal[DEVICES]  # type: ignore[valid-type]
@@ -62,24 +65,24 @@ class AdsScoreResponse(BaseModel):
     timings: Timings
 
 
-def add_ads_routes(app: FastAPI, api_key: str | None) -> FastAPI:
-    """Add ``POST /v1/ads/score`` to a gateway made by ``create_app``.
+def ads_router(api_key: str | None) -> APIRouter:
+    """``POST /v1/ads/score``, for a gateway made by ``create_app`` to include.
 
     ``api_key`` must be the gateway's own key (``None`` when auth is disabled).
     """
-    require_key = api_key_checker(api_key)
+    router = APIRouter()
 
-    @app.post(
+    @router.post(
         "/v1/ads/score",
         response_model=AdsScoreResponse,
         responses={
-            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
-            503: {"model": ErrorResponse, "description": "no model could answer"},
+            401: UNAUTHORIZED,
+            503: UNAVAILABLE,
         },
-        dependencies=[Depends(require_key)],
+        dependencies=[Depends(api_key_checker(api_key))],
         tags=["ads"],
     )
-    async def score_ads(body: AdsScoreRequest) -> AdsScoreResponse:
+    async def score_ads(body: AdsScoreRequest, gateway: GatewayDep) -> AdsScoreResponse:
         """Score each candidate ad for this user and context; sorted by pCTR."""
         if len(set(body.ad_ids)) != len(body.ad_ids):
             raise HTTPException(
@@ -95,7 +98,7 @@ def add_ads_routes(app: FastAPI, api_key: str | None) -> FastAPI:
                 "position": 0.0,
             },
         )
-        answer = await app.state.answer(generic)
+        answer = await gateway.answer(generic)
         ranked = sorted(
             zip(body.ad_ids, answer["scores"], strict=True),
             key=lambda pair: (-pair[1], pair[0]),
@@ -110,4 +113,10 @@ def add_ads_routes(app: FastAPI, api_key: str | None) -> FastAPI:
             timings=Timings(**answer["timings"]),
         )
 
+    return router
+
+
+def add_ads_routes(app: FastAPI, api_key: str | None) -> FastAPI:
+    """Include :func:`ads_router` in a gateway made by ``create_app``; returns it."""
+    app.include_router(ads_router(api_key))
     return app

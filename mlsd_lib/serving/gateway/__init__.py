@@ -10,12 +10,21 @@ Introduced in ``notebooks/model_serving.ipynb``. One concept per module:
   within a time budget, with their fallbacks;
 - :mod:`~mlsd_lib.serving.gateway.shadow`: shadow scoring off the request path;
 - :mod:`~mlsd_lib.serving.gateway.impressions`: the append-only impression log;
+- :mod:`~mlsd_lib.serving.gateway.state`: one running gateway's parts, shared by
+  every route, and :meth:`~mlsd_lib.serving.gateway.state.GatewayState.answer`,
+  the entry point for routes built on the gateway;
+- :mod:`~mlsd_lib.serving.gateway.score_path`: route, features, model, fallback,
+  answer and log, for one request;
+- :mod:`~mlsd_lib.serving.gateway.score_route`: ``POST /score``;
+- :mod:`~mlsd_lib.serving.gateway.health`: ``/healthz`` and ``/readyz``;
+- :mod:`~mlsd_lib.serving.gateway.admin`: ``POST /admin/reload``, the hot swap
+  (:mod:`~mlsd_lib.serving.gateway.hotswap`);
 - :mod:`~mlsd_lib.serving.gateway.app`: the FastAPI app that puts them together;
 - :mod:`~mlsd_lib.serving.gateway.demo` and ``python -m mlsd_lib.serving.gateway
   --demo``: a real uvicorn server on loopback with a small seeded deployment.
 """
 
-from mlsd_lib.serving.gateway.app import GatewayState, create_app
+from mlsd_lib.serving.gateway.app import create_app
 from mlsd_lib.serving.gateway.config import (
     Deployment,
     Deployments,
@@ -25,6 +34,7 @@ from mlsd_lib.serving.gateway.config import (
 )
 from mlsd_lib.serving.gateway.impressions import ImpressionLog
 from mlsd_lib.serving.gateway.routing import route, user_bucket
+from mlsd_lib.serving.gateway.state import GatewayState
 
 __all__ = [
     "Deployment",
