@@ -15,15 +15,17 @@ warms up, then sends one scoring request shape, 1 user x 100 candidates:
 The load generator sends with ``http.client`` (``--client httpx`` for the
 heavier client); over the 8-client phase :class:`CpuMeter` reads each process's
 CPU time from ``/proc`` (this process, Redis, the gateway, ``tritonserver``,
-the Python-backend stubs and PyTriton's shared-memory manager) and reports CPU
+the Python-backend stubs, in which the models run) and reports CPU
 milliseconds per request per process: on 2 cores, the total bounds throughput
 at about ``2000 / total`` requests per second, before any other load.
 ``--gateway-arg`` passes options to the gateway (``--http h11``,
 ``--loop asyncio``, ``--max-queue-delay-us 500``, ``--no-shadow``) to compare.
 
-Separately, with the gateway stopped so the two do not share the 2 cores,
-``batching_speedup`` is measured directly against Triton (see
-:func:`measure_batching`). Every run is bounded in requests and seconds, all
+Separately, with the gateway stopped so the two do not share the 2 cores, the
+model alone (``triton_bare_*``: served from a model repository;
+``pytriton_bare_*``: the same file bound as a Python callable, for comparison)
+and ``batching_speedup`` are measured directly against Triton (see
+:func:`measure_triton`). Every run is bounded in requests and seconds, all
 traffic stays on loopback, and every process started here is stopped, also on
 error. The last line on stdout is one JSON object. Targets on a 2-core machine:
 e2e p99 <= 10 ms; >= 800 req/s at 8 clients with p99 <= 25 ms; no failures.
@@ -44,6 +46,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import redis
+import torch
 from tqdm import tqdm
 
 from mlsd_lib.features import records
@@ -51,7 +54,8 @@ from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import delete_matching
 from mlsd_lib.processes import tail
 from mlsd_lib.redis_backend import get_redis
-from mlsd_lib.serving.gateway.demo import tiny_ctr_model
+from mlsd_lib.serving.export import export_model
+from mlsd_lib.serving.gateway.demo import tiny_ctr_net
 from mlsd_lib.serving.loadgen import (
     LoadResult,
     check_loopback,
@@ -60,7 +64,9 @@ from mlsd_lib.serving.loadgen import (
     run_closed_loop,
     wait_until_ready,
 )
+from mlsd_lib.serving.registry import sha256_of
 from mlsd_lib.serving.tensors import TensorSpec
+from mlsd_lib.serving.triton_repository_server import TritonRepositoryServer
 from mlsd_lib.serving.triton_server import TritonServer, triton_unavailable_reason
 
 NUM_CANDIDATES = 100
@@ -193,7 +199,7 @@ def process_label(pid: int, gateway_pid: int | None) -> str:
     if pid == os.getpid():
         return "load generator (this process)"
     if pid == gateway_pid:
-        return "gateway (uvicorn + PyTriton proxies)"
+        return "gateway (uvicorn; the models run in Triton)"
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -201,8 +207,9 @@ def process_label(pid: int, gateway_pid: int | None) -> str:
     words = [a.decode(errors="replace") for a in argv if a]
     name = Path(words[0]).name if words else f"pid {pid}"
     if name == "triton_python_backend_stub":
-        model = next((w for w in words if "/workspace/" in w), "")
-        model = model.split("/model-store/")[-1].split("/")[0] if model else ""
+        # argv[1] is <repository>/<model>/<version>/model.py
+        parts = Path(words[1]).parts if len(words) > 1 else ()
+        model = parts[-3] if len(parts) >= 3 else ""
         return f"python backend stub {model}".strip()
     return name
 
@@ -318,60 +325,91 @@ def measure_gateway(
     return single, multi, counters, meter.per_request_ms(multi.count)
 
 
-def measure_batching(
-    n: int, rounds: int, max_seconds: float
-) -> tuple[LoadResult, LoadResult]:
-    """Closed-loop throughput of Triton with and without dynamic batching.
+def tiny_model_file(folder: Path, num_features: int) -> tuple[Path, str]:
+    """The demo's production model (:func:`tiny_ctr_net`, seed 0) as TorchScript,
+    and its sha256."""
+    exported = export_model(
+        tiny_ctr_net(num_features, 0),
+        torch.rand(4, num_features) * 10,
+        folder / "ctr-tiny.pt",
+    )
+    return exported.path, sha256_of(exported.path)
 
-    What the ratio measures: two copies of the demo's production model
-    (:func:`tiny_ctr_model`, same seed and weights, ``max_batch_size`` 512) are
-    bound on one real ``tritonserver``, one with Triton's dynamic batcher
-    (``max_queue_delay_us=0``: merge whatever is already queued, never wait) and
-    one without. Each is driven by :func:`run_closed_loop` at ``CONCURRENCY``
-    threads, each thread with its own Triton HTTP client, sending the gateway's
-    request shape (100 rows x the model's features, float32). The runs
-    alternate, ``rounds`` times each, so machine noise hits both alike; the
-    speedup is successful requests per second with batching over without. It is
-    Triton plus its Python backend only: no gateway, no Redis.
+
+def measure_triton(
+    n_bare: int, n: int, rounds: int, max_seconds: float
+) -> tuple[LoadResult, LoadResult, LoadResult, LoadResult]:
+    """The model alone on Triton, with the gateway stopped (no Redis, no HTTP).
+
+    * ``bare``: 1 client in a closed loop, gRPC, the gateway's request shape
+      (100 rows x the model's features, float32), to the demo's production
+      model (:func:`tiny_ctr_net`, seed 0) served from a model repository;
+      ``pytriton_bare``: the same file bound into Triton as a Python callable
+      of this process (PyTriton), in alternation with it, so the two ways of
+      serving are compared side by side.
+    * ``batched`` and ``unbatched``: two copies of that model in one repository,
+      one with Triton's dynamic batcher (``max_queue_delay_us=0``: merge what
+      is already queued, never wait) and one without, each driven at
+      ``CONCURRENCY`` threads (one gRPC client each); the runs alternate
+      ``rounds`` times so machine noise hits both alike. ``batching_speedup``
+      is successful requests per second with batching over without.
     """
     refs = tuple(CANDIDATE_REFS)
     features = np.random.default_rng(0).uniform(0, 50, (NUM_CANDIDATES, len(refs)))
     inputs = {"features": features.astype(np.float32)}
+    specs = {
+        "inputs": (TensorSpec("features", np.float32, (len(refs),)),),
+        "outputs": (TensorSpec("score", np.float32, (1,)),),
+    }
     names = {"batched": True, "unbatched": False}
     runs: dict[str, list[LoadResult]] = {name: [] for name in names}
-    with TritonServer() as server:
-        print(server.describe())
-        for name, batching in names.items():
-            server.bind(
-                f"ctr-{name}",
-                tiny_ctr_model(len(refs), 0),
-                (TensorSpec("features", np.float32, (len(refs),)),),
-                (TensorSpec("score", np.float32, (1,)),),
-                512,
-                dynamic_batching=batching,
-                max_queue_delay_us=0,
-            )
+    bare: dict[str, list[LoadResult]] = {"repository": [], "pytriton": []}
 
-        def infer(model: str) -> None:
-            # TritonServer.infer keeps one client per calling thread.
-            scores = server.infer(model, inputs)["score"]
+    def closed_loop(server, model: str, clients: int, count: int) -> LoadResult:
+        def infer() -> None:
+            scores = server.infer(model, inputs)["score"]  # one client per thread
             if scores.size != NUM_CANDIDATES:
                 raise RuntimeError(f"{model} returned {scores.size} scores")
 
+        return run_closed_loop(
+            infer,
+            clients,
+            max_requests=count,
+            max_seconds=max_seconds,
+            warmup_requests=max(300, count // 4),
+        )
+
+    with (
+        tempfile.TemporaryDirectory(prefix="mlsd-bench-model-") as folder,
+        TritonRepositoryServer() as server,
+        TritonServer() as pytriton,
+    ):
+        print(server.describe())
+        path, sha256 = tiny_model_file(Path(folder), len(refs))
+        artifact = {"sha256": sha256, "format": "torchscript", **specs}
+        for name, batching in names.items():
+            server.load_artifact(
+                f"ctr-{name}",
+                1,
+                path,
+                **artifact,
+                max_batch_size=512,
+                dynamic_batching=batching,
+            )
+        pytriton.load_artifact("ctr-bound", 1, path, **artifact, max_batch_size=512)
+        for _ in tqdm(range(rounds), desc="triton", file=sys.stderr, leave=False):
+            bare["repository"].append(closed_loop(server, "ctr-batched", 1, n_bare))
+            bare["pytriton"].append(closed_loop(pytriton, "ctr-bound", 1, n_bare))
+        pytriton.stop()  # not to share the cores with the throughput runs
         for _ in tqdm(range(rounds), desc="batching", file=sys.stderr, leave=False):
             for name in names:
-                runs[name].append(
-                    run_closed_loop(
-                        lambda model=f"ctr-{name}": infer(model),
-                        CONCURRENCY,
-                        max_requests=n,
-                        max_seconds=max_seconds,
-                        # the first few hundred batched calls are slow
-                        # (PyTriton growing its shared memory): warm up well
-                        warmup_requests=max(300, n // 4),
-                    )
-                )
-    return merge(runs["batched"]), merge(runs["unbatched"])
+                runs[name].append(closed_loop(server, f"ctr-{name}", CONCURRENCY, n))
+    return (
+        merge(bare["repository"]),
+        merge(bare["pytriton"]),
+        merge(runs["batched"]),
+        merge(runs["unbatched"]),
+    )
 
 
 def merge(results: list[LoadResult]) -> LoadResult:
@@ -452,7 +490,9 @@ def main() -> None:
             except BaseException:
                 print(f"gateway output:\n{tail(gateway.output, 25)}")
                 raise
-        batched, unbatched = measure_batching(n_batch, rounds, max_seconds)
+        bare, pytriton_bare, batched, unbatched = measure_triton(
+            n_single, n_batch, rounds, max_seconds
+        )
     finally:
         if backend.is_real:
             remove_demo_keys(backend.client)
@@ -462,9 +502,12 @@ def main() -> None:
     print("CPU ms per request, 8-client phase, by process:")
     for label, ms in cpu_ms.items():
         print(f"  {ms:7.3f}  {label}")
+    print("the model alone, 1 client: repository model, then PyTriton binding:")
+    print(format_table([bare, pytriton_bare]))
     print("triton direct, 8 clients, with then without dynamic batching:")
     print(format_table([batched, unbatched]))
-    for result in (single, multi, batched, unbatched):
+    measured = (single, multi, bare, pytriton_bare, batched, unbatched)
+    for result in measured:
         for error in result.errors_sample:
             print(f"error: {error}")
 
@@ -483,7 +526,11 @@ def main() -> None:
         ),
         "triton_rps_batched": round(batched.throughput_rps, 1),
         "triton_rps_unbatched": round(unbatched.throughput_rps, 1),
-        "failed_requests": sum(r.failures for r in (single, multi, batched, unbatched)),
+        "triton_bare_p50_ms": round(bare.p50_ms, 3),
+        "triton_bare_p99_ms": round(bare.p99_ms, 3),
+        "pytriton_bare_p50_ms": round(pytriton_bare.p50_ms, 3),
+        "pytriton_bare_p99_ms": round(pytriton_bare.p99_ms, 3),
+        "failed_requests": sum(r.failures for r in measured),
         "degraded_requests": counters.get("degraded", 0),
         "fallback_requests": counters.get("fallback", 0),
         "client": args.client,

@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             feature_timeout_s=args.feature_timeout_ms / 1000,
             model_timeout_s=args.model_timeout_ms / 1000,
         )
-        app = create_app(config, demo.store, demo.deployments)
+        app = create_app(
+            config, demo.store, demo.deployments, reload=demo.deployer.deployments
+        )
         sock = loopback_listener(args.host, args.port)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

@@ -1,20 +1,25 @@
 """A small, complete deployment for the gateway to serve: the ads world's views in
-Redis and three tiny seeded click models on the model server.
+Redis and three tiny seeded click models, registered and served by Triton.
 
 Introduced in ``notebooks/model_serving.ipynb`` and used by ``python -m
-mlsd_lib.serving.gateway --demo``. The models are untrained (seeded random MLPs
-over :data:`~mlsd_lib.features.examples.CANDIDATE_REFS`): the demo shows the
-serving path, and the notebook trains a real one. Production ``ctr-v1`` also
-runs on an in-process server as the fallback ``ctr-v1-inprocess``, so the
-fallback gives the same scores as production, which is what a fallback should do.
+mlsd_lib.serving.gateway --demo``. The models are untrained (seeded
+:class:`~mlsd_lib.serving.ctr_net.FeatureCTRNet` over
+:data:`~mlsd_lib.features.examples.CANDIDATE_REFS`): the demo shows the serving
+path, and the notebook trains a real one. They take the path every registered
+model takes: exported to TorchScript, registered, promoted, and loaded by the
+:class:`~mlsd_lib.serving.gateway.deploy.RegistryDeployer` into Triton's model
+repository. Production ``ctr-v1`` also runs on an in-process server as the
+fallback ``ctr-v1-inprocess``, so the fallback gives the same scores as
+production, which is what a fallback should do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -22,31 +27,45 @@ from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.features.views import TIMESTAMP_COLUMN
 from mlsd_lib.redis_backend import RedisBackend, get_redis
-from mlsd_lib.serving.gateway.config import Deployment, Deployments
+from mlsd_lib.serving.ctr_net import FeatureCTRNet
+from mlsd_lib.serving.export import export_model
+from mlsd_lib.serving.gateway.config import Deployments
+from mlsd_lib.serving.gateway.deploy import RegistryDeployer
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.model_server import ModelServer, start_model_server
-from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
-from mlsd_lib.serving.triton_server import TritonServer
+from mlsd_lib.serving.registry import ModelRegistry
 
 
-def tiny_ctr_model(num_features: int, seed: int) -> BatchedInferFn:
-    """A seeded 2-layer MLP: ``features [n, num_features]`` -> ``score [n, 1]``.
+def tiny_ctr_net(num_features: int, seed: int) -> FeatureCTRNet:
+    """A seeded, untrained :class:`~mlsd_lib.serving.ctr_net.FeatureCTRNet`:
+    ``features [n, num_features]`` (raw counters) -> ``p(click) [n]``."""
+    torch.manual_seed(seed)
+    return FeatureCTRNet(num_features).eval()
 
-    Counts span 0 to thousands, so inputs go through ``log1p`` first; the output
-    is a probability (sigmoid), like a click model's.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    hidden = 16
-    w1 = torch.randn(num_features, hidden, generator=generator) / num_features**0.5
-    w2 = torch.randn(hidden, 1, generator=generator) / hidden**0.5
 
-    def infer(features: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            x = torch.log1p(torch.from_numpy(features).clamp(min=0))
-            score = torch.sigmoid(torch.relu(x @ w1) @ w2)
-        return {"score": score.numpy().astype(np.float32)}
-
-    return infer
+def register_tiny_models(
+    registry: ModelRegistry, name: str, refs: tuple[str, ...], seeds: Sequence[int]
+) -> list[int]:
+    """Export one :func:`tiny_ctr_net` per seed (TorchScript, parity-checked) and
+    register each as the next version of ``name``; returns the versions."""
+    versions = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in seeds:
+            exported = export_model(
+                tiny_ctr_net(len(refs), seed),
+                torch.rand(4, len(refs)) * 10,
+                Path(scratch) / f"{name}-{seed}.pt",
+            )
+            record = registry.register(
+                name,
+                exported.path,
+                input_schema=[(ref, "float32") for ref in refs],
+                training_window=("2026-01-01", "2026-01-28"),
+                metrics={},
+                format="torchscript",
+            )
+            versions.append(record.version)
+    return versions
 
 
 def replay_to_now(
@@ -76,6 +95,9 @@ class DemoSystem:
     fallback_server: InProcessModelServer
     num_users: int
     num_ads: int
+    #: Reloads from the demo's registry (``POST /admin/reload`` after a promote).
+    deployer: RegistryDeployer
+    registry_folder: tempfile.TemporaryDirectory[str]
     _closed: bool = field(default=False, repr=False)
 
     def describe(self) -> str:
@@ -87,6 +109,7 @@ class DemoSystem:
             self._closed = True
             self.model_server.stop()
             self.fallback_server.stop()
+            self.registry_folder.cleanup()
 
 
 def build_demo(
@@ -98,13 +121,16 @@ def build_demo(
     max_queue_delay_us: int = 0,
     shadow: bool = True,
 ) -> DemoSystem:
-    """Materialize the ads example into the shared Redis and bind three models.
+    """Materialize the ads example into the shared Redis and deploy three models.
 
-    Production ``ctr-v1``, canary ``ctr-v2`` (``canary_fraction`` of users) and
-    shadow ``ctr-v3-shadow``, all on :func:`start_model_server` (Triton where it
-    runs); ``ctr-v1-inprocess`` is the fallback. ``max_queue_delay_us`` is how
+    Three seeded models are registered as versions 1-3 of ``ctr`` in a
+    registry of the demo's own; version 1 is promoted to production, 2 to
+    canary (``canary_fraction`` of users) and 3 to shadow, and a
+    :class:`~mlsd_lib.serving.gateway.deploy.RegistryDeployer` loads them onto
+    :func:`start_model_server` (Triton over a model repository where it runs),
+    with ``ctr-v1-inprocess`` as the fallback. ``max_queue_delay_us`` is how
     long Triton's dynamic batcher may hold a request for others to join it;
-    ``shadow=False`` leaves the shadow deployment out (to measure what it costs).
+    ``shadow=False`` leaves the shadow out (to measure what it costs).
     """
     example = make_ads_example(num_users=num_users, num_ads=num_ads, seed=seed)
     backend = get_redis(announce=False)
@@ -113,44 +139,40 @@ def build_demo(
     for name, table in replay_to_now(example.tables, example.end, now).items():
         store.materialize(name, table)
 
-    refs = tuple(CANDIDATE_REFS)
-    spec_in = (TensorSpec("features", np.float32, (len(refs),)),)
-    spec_out = (TensorSpec("score", np.float32, (1,)),)
+    folder = tempfile.TemporaryDirectory(prefix="mlsd-demo-registry-")
+    registry = ModelRegistry(folder.name)
+    v1, v2, v3 = register_tiny_models(
+        registry, "ctr", tuple(CANDIDATE_REFS), (seed, seed + 1, seed + 2)
+    )
+    registry.promote("ctr", v1, "production")
+    registry.promote("ctr", v2, "canary")
+    if shadow:
+        registry.promote("ctr", v3, "shadow")
     server = start_model_server(announce=False)
     fallback_server = InProcessModelServer("the gateway's fallback")
     try:
-        models = {"ctr-v1": seed, "ctr-v2": seed + 1, "ctr-v3-shadow": seed + 2}
-        batching = (
-            {"max_queue_delay_us": max_queue_delay_us}
-            if isinstance(server, TritonServer)
-            else {}
+        deployer = RegistryDeployer(
+            registry,
+            "ctr",
+            server,
+            fallback_server=fallback_server,
+            canary_fraction=canary_fraction,
+            max_batch_size=512,
+            max_queue_delay_us=max_queue_delay_us,
         )
-        for version, model_seed in models.items():
-            server.bind(
-                version,
-                tiny_ctr_model(len(refs), model_seed),
-                spec_in,
-                spec_out,
-                512,
-                **batching,
-            )
-        fallback_server.bind(
-            "ctr-v1", tiny_ctr_model(len(refs), seed), spec_in, spec_out, 512
-        )
+        deployments = deployer.deployments()
     except BaseException:
         server.stop()
+        folder.cleanup()
         raise
-    deployments = Deployments(
-        production=Deployment("ctr-v1", server, "ctr-v1", refs),
-        canary=Deployment("ctr-v2", server, "ctr-v2", refs),
-        canary_fraction=canary_fraction,
-        shadow=(
-            Deployment("ctr-v3-shadow", server, "ctr-v3-shadow", refs)
-            if shadow
-            else None
-        ),
-        fallback=Deployment("ctr-v1-inprocess", fallback_server, "ctr-v1", refs),
-    )
     return DemoSystem(
-        store, deployments, backend, server, fallback_server, num_users, num_ads
+        store,
+        deployments,
+        backend,
+        server,
+        fallback_server,
+        num_users,
+        num_ads,
+        deployer,
+        folder,
     )

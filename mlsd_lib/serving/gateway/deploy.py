@@ -96,6 +96,7 @@ class RegistryDeployer:
         fallback_server: ModelServer | None = None,
         canary_fraction: float = 0.1,
         max_batch_size: int = 512,
+        max_queue_delay_us: int = 0,
         input_name: str = "features",
         output_name: str = "score",
     ) -> None:
@@ -105,6 +106,7 @@ class RegistryDeployer:
         self.fallback_server = fallback_server
         self.canary_fraction = canary_fraction
         self.max_batch_size = max_batch_size
+        self.max_queue_delay_us = max_queue_delay_us
         self.input_name = input_name
         self.output_name = output_name
         self._lock = threading.Lock()
@@ -164,6 +166,7 @@ class RegistryDeployer:
                 ),
                 outputs=(TensorSpec(self.output_name, np.float32, (1,)),),
                 max_batch_size=self.max_batch_size,
+                max_queue_delay_us=self.max_queue_delay_us,
             )
         return Deployment(
             version=model_name + suffix,
