@@ -6,15 +6,22 @@ path is the subject of ``notebooks/model_serving.ipynb``.
 * :mod:`~mlsd_lib.serving.tensors`: a model's signature (:class:`TensorSpec`) and
   request checks.
 * :mod:`~mlsd_lib.serving.model_server`: :func:`start_model_server` picks a real
-  Triton (:mod:`~mlsd_lib.serving.triton_server`), a Triton you run yourself
+  Triton over a model repository
+  (:mod:`~mlsd_lib.serving.triton_repository_server`), a Triton you run yourself
   (:mod:`~mlsd_lib.serving.remote_triton`, ``TRITON_URL``) or the in-process
   server (:mod:`~mlsd_lib.serving.inprocess`); clients in
-  :mod:`~mlsd_lib.serving.triton_client`.
+  :mod:`~mlsd_lib.serving.triton_client`. :mod:`~mlsd_lib.serving.triton_server`
+  binds a Python callable into Triton instead (PyTriton), for comparison.
+* :mod:`~mlsd_lib.serving.triton_python_model`: the ``model.py`` Triton's Python
+  backend runs for every version; :mod:`~mlsd_lib.serving.artifacts` runs the
+  same code in-process; :mod:`~mlsd_lib.serving.triton_cleanup` removes what a
+  killed server leaves behind.
 * :mod:`~mlsd_lib.serving.export`: TorchScript and ``torch.export`` artifacts,
   refused unless they match the eager model.
 * :mod:`~mlsd_lib.serving.registry`: versions, checksums, metadata and stages.
-* :mod:`~mlsd_lib.serving.model_repository`: a standard Triton model repository
-  for the official container.
+* :mod:`~mlsd_lib.serving.model_repository`: Triton model repositories, for the
+  Python backend (what runs here) and for the official container's libtorch
+  backend.
 * :mod:`~mlsd_lib.serving.gateway`: the HTTP API gateway
   (``python -m mlsd_lib.serving.gateway``).
 * :mod:`~mlsd_lib.serving.loadgen`: bounded, loopback-only load generation.
