@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,8 +29,10 @@ from tqdm import tqdm
 
 from mlsd_lib.redis_backend import get_redis
 from mlsd_lib.serving.inprocess import InProcessModelServer
+from mlsd_lib.serving.registry import sha256_of
 from mlsd_lib.serving.tensors import TensorSpec
-from mlsd_lib.serving.triton_server import TritonServer, triton_unavailable_reason
+from mlsd_lib.serving.triton_repository_server import TritonRepositoryServer
+from mlsd_lib.serving.triton_server import triton_unavailable_reason
 
 FEATURES = TensorSpec("features", np.float32, (4,))
 P_CLICK = TensorSpec("p_click", np.float32, (1,))
@@ -56,10 +60,16 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid()).eval()
-
-    def score(features: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            return {"p_click": model(torch.from_numpy(features)).numpy()}
+    folder = tempfile.TemporaryDirectory(prefix="mlsd-bench-backends-")
+    path = Path(folder.name) / "ctr.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    artifact = {
+        "sha256": sha256_of(path),
+        "format": "torchscript",
+        "inputs": (FEATURES,),
+        "outputs": (P_CLICK,),
+        "max_batch_size": 64,
+    }
 
     request = {"features": np.ones((1, 4), np.float32)}
     results: dict[str, object] = {}
@@ -69,7 +79,7 @@ def main() -> None:
     results["redis_ping"] = percentiles_ms(backend.client.ping, n, "redis ping")
 
     in_process = InProcessModelServer("benchmark baseline")
-    in_process.bind("ctr", score, (FEATURES,), (P_CLICK,))
+    in_process.load_artifact("ctr", 1, path, **artifact)
     results["in_process"] = percentiles_ms(
         lambda: in_process.infer("ctr", request), n, "in-process"
     )
@@ -77,8 +87,8 @@ def main() -> None:
     reason = triton_unavailable_reason()
     results["triton_unavailable_reason"] = reason
     if reason is None:
-        with TritonServer() as triton:
-            triton.bind("ctr", score, (FEATURES,), (P_CLICK,))
+        with TritonRepositoryServer() as triton:
+            triton.load_artifact("ctr", 1, path, **artifact)
             print(triton.describe())
             for protocol in ("http", "grpc"):
                 with triton.client(protocol) as client:
@@ -87,6 +97,7 @@ def main() -> None:
                         n,
                         f"triton {protocol}",
                     )
+    folder.cleanup()
     print(json.dumps(results, sort_keys=True))
 
 

@@ -4,29 +4,33 @@
 
 A hot swap loads the new version into the running Triton while the old one keeps
 serving. This benchmark measures what the requests in flight see: one thread
-keeps calling model ``a`` while the main thread binds model ``b``; the longest
-``a`` call during the bind is the stall. Run once with the clients on HTTP and
-once on gRPC. The last stdout line is JSON with ``http_bind_s``,
-``http_max_stall_ms``, ``grpc_bind_s`` and ``grpc_max_stall_ms``.
+keeps calling model ``a`` while the main thread loads model ``b`` from the
+model repository (:meth:`~mlsd_lib.serving.triton_repository_server.
+TritonRepositoryServer.load_artifact`, what a hot swap does); the longest ``a``
+call during the load is the stall. Run once with the clients on HTTP and
+once on gRPC. The last stdout line is JSON with ``http_load_s``,
+``http_max_stall_ms``, ``grpc_load_s`` and ``grpc_max_stall_ms``.
 
 Measured here: Triton's HTTP front end answers nothing while the model loads
 (the longest call equals the load, about 2 s), gRPC keeps answering; which is
-why :class:`~mlsd_lib.serving.triton_server.TritonServer` speaks gRPC by default.
+why the library's Triton clients speak gRPC by default.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from mlsd_lib.serving.gateway.deploy import torch_infer_fn
+from mlsd_lib.serving.registry import sha256_of
 from mlsd_lib.serving.tensors import TensorSpec
-from mlsd_lib.serving.triton_server import TritonServer
+from mlsd_lib.serving.triton_repository_server import TritonRepositoryServer
 
 SPECS = (
     (TensorSpec("features", np.float32, (8,)),),
@@ -35,11 +39,22 @@ SPECS = (
 
 
 def measure(protocol: str) -> tuple[float, float]:
-    """(seconds the bind took, longest call to the other model during it, ms)."""
-    model = torch.nn.Linear(8, 1).eval()
+    """(seconds the load took, longest call to the other model during it, ms)."""
     rows = np.ones((100, 8), np.float32)
-    with TritonServer(protocol=protocol) as server:  # type: ignore[arg-type]
-        server.bind("a", torch_infer_fn(model), *SPECS, 512)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        TritonRepositoryServer(protocol=protocol) as server,  # type: ignore[arg-type]
+    ):
+        path = Path(folder) / "linear.pt"
+        torch.jit.save(torch.jit.script(torch.nn.Linear(8, 1).eval()), str(path))
+        artifact = {
+            "sha256": sha256_of(path),
+            "format": "torchscript",
+            "inputs": SPECS[0],
+            "outputs": SPECS[1],
+            "max_batch_size": 512,
+        }
+        server.load_artifact("a", 1, path, **artifact)
         server.infer("a", {"features": rows})
         calls: list[tuple[float, float]] = []
         stop = threading.Event()
@@ -54,7 +69,7 @@ def measure(protocol: str) -> tuple[float, float]:
         thread.start()
         time.sleep(0.5)
         began = time.perf_counter()
-        server.bind("b", torch_infer_fn(model), *SPECS, 512)
+        server.load_artifact("b", 1, path, **artifact)
         ended = time.perf_counter()
         time.sleep(0.5)
         stop.set()
@@ -69,11 +84,11 @@ def main() -> None:
     parser.parse_args()
     result = {}
     for protocol in ("http", "grpc"):
-        bind_s, stall_ms = measure(protocol)
+        load_s, stall_ms = measure(protocol)
         print(
-            f"{protocol}: bind {bind_s:.2f} s, longest call meanwhile {stall_ms:.0f} ms"
+            f"{protocol}: load {load_s:.2f} s, longest call meanwhile {stall_ms:.0f} ms"
         )
-        result[f"{protocol}_bind_s"] = round(bind_s, 3)
+        result[f"{protocol}_load_s"] = round(load_s, 3)
         result[f"{protocol}_max_stall_ms"] = round(stall_ms, 1)
     print(json.dumps(result))
 
