@@ -327,3 +327,54 @@ def test_swap_refused_leaves_state_untouched(tmp_path, store, registry):
     finally:
         state.close()
     assert state.deployments is current
+
+
+def test_a_swap_unloads_retired_versions_after_the_drain(tmp_path, store, registry):
+    server, fallback = InProcessModelServer("test"), InProcessModelServer("fallback")
+    deployer = RegistryDeployer(registry, "ctr", server, fallback_server=fallback)
+    registry.promote("ctr", 2, "canary")
+    app = create_app(
+        config(tmp_path), store, deployer.deployments(), reload=deployer.deployments
+    )
+    with GatewayServer(app) as gateway, httpx.Client() as client:
+        registry.promote("ctr", 2, "production")  # the canary graduates
+        report = client.post(
+            f"{gateway.url}/admin/reload", headers=HEADERS, timeout=30
+        ).json()
+        # v1 served production (and the fallback); nobody serves it now.
+        assert report["unloaded"] == ["ctr-v1", "ctr-v1-inprocess"]
+        assert server.model_names == ["ctr-v2"]
+        assert fallback.model_names == ["ctr-v2"]
+        registry.rollback("ctr", "production")  # back to v1: loaded again
+        report = client.post(
+            f"{gateway.url}/admin/reload", headers=HEADERS, timeout=30
+        ).json()
+        assert report["after"]["production"] == "ctr-v1"
+        assert report["unloaded"] == ["ctr-v2-inprocess"]  # v2 still serves canary
+        assert server.model_names == ["ctr-v1", "ctr-v2"]
+        body = client.post(
+            f"{gateway.url}/score",
+            json={"user_id": 0, "candidate_ids": [1, 2]},
+            headers=HEADERS,
+        )
+        assert body.status_code == 200
+
+
+def test_models_the_caller_loaded_are_never_unloaded(tmp_path, store):
+    server = InProcessModelServer("test")
+    specs = (
+        (TensorSpec("features", np.float32, (len(REFS),)),),
+        (TensorSpec("score", np.float32, (1,)),),
+    )
+    for name in ("a", "b"):
+        server.bind(name, lambda features: {"score": features[:, :1]}, *specs, 512)
+    app = create_app(
+        config(tmp_path),
+        store,
+        Deployments(production=Deployment("a", server, "a", REFS)),
+        reload=lambda: Deployments(production=Deployment("b", server, "b", REFS)),
+    )
+    with GatewayServer(app) as gateway:
+        report = httpx.post(f"{gateway.url}/admin/reload", headers=HEADERS).json()
+    assert report["unloaded"] == []
+    assert server.model_names == ["a", "b"]
