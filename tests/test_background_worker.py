@@ -40,3 +40,22 @@ def test_offers_never_wait_and_drops_are_counted_then_close_finishes_the_queue()
     assert worker._offer(7)
     worker.close()
     assert worker.seen == [0, 1, 7]
+
+
+def test_impression_lines_are_json_with_non_finite_scores_as_null(tmp_path):
+    import json
+    import math
+
+    from mlsd_lib.serving.gateway.impressions import ImpressionLog
+
+    log = ImpressionLog(tmp_path / "log.jsonl")
+    log.start()
+    log.append({"kind": "served", "scores": [0.5, math.nan, math.inf], "id": "a"})
+    log.append({"kind": "shadow", "scores": [1e-05], "id": "a"})
+    log.close()
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"kind": "served", "scores": [0.5, None, None], "id": "a"},
+        {"kind": "shadow", "scores": [1e-05], "id": "a"},
+    ]
+    assert log.written == 2

@@ -15,26 +15,22 @@ counted, rather than making requests wait on the disk.
 
 from __future__ import annotations
 
-import json
-import math
 import queue
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from mlsd_lib.serving.gateway.background import STOP, BoundedWorker
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinity are not JSON; write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 class ImpressionLog(BoundedWorker):
-    """Append JSON lines to ``path`` from a single writer thread."""
+    """Append JSON lines to ``path`` from a single writer thread.
+
+    Lines are encoded by orjson, which writes NaN and infinity (not JSON) as
+    null, at a fraction of the standard library's cost: the writer shares the
+    gateway's GIL with the request path.
+    """
 
     def __init__(self, path: str | Path, max_queued: int = 10_000) -> None:
         super().__init__("impression-log", max_queued)
@@ -67,8 +63,7 @@ class ImpressionLog(BoundedWorker):
                     if record is STOP:
                         stop = True
                         continue
-                    clean = {k: _finite(v) for k, v in record.items()}
-                    file.write(json.dumps(clean, separators=(",", ":")) + "\n")
+                    file.write(orjson.dumps(record).decode() + "\n")
                     self.written += 1
                 file.flush()
                 for _ in batch:
