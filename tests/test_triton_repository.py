@@ -186,8 +186,10 @@ def test_the_model_runs_in_tritons_process_not_this_one(server, torchscript_file
         Path(f"/proc/{stubs[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]
     )
     assert parent == server.server_pid != os.getpid()
-    server.unload("where-v4")
-    assert wait_until(lambda: not Path(f"/proc/{stubs[0]}").exists(), timeout_s=15)
+    regions = len(server.leftovers().shm_files)
+    server.unload("where-v4")  # returns once Triton has unloaded it
+    assert wait_until(lambda: not Path(f"/proc/{stubs[0]}").exists(), timeout_s=2)
+    assert len(server.leftovers().shm_files) == regions - 1  # its region is gone
     assert not (server.repository / "where-v4").exists()
     with pytest.raises(UnknownModel):
         server.infer("where-v4", {"features": np.zeros((1, WIDTH), np.float32)})
@@ -266,7 +268,7 @@ def test_killed_or_stopped_server_leaves_nothing(requires_triton, torchscript_fi
 
 
 @pytest.mark.triton
-def test_a_killed_pytriton_server_leaves_nothing_after_stop(requires_triton):
+def test_a_killed_pytriton_server_leaves_nothing_after_stop(requires_triton, tmp_path):
     server = TritonServer().start()
     try:
         server.bind(
@@ -275,6 +277,10 @@ def test_a_killed_pytriton_server_leaves_nothing_after_stop(requires_triton):
         x = np.zeros((2, WIDTH), np.float32)
         assert server.infer("f", {"features": x})["score"].shape == (2, 1)
         assert server.leftovers().shm_files
+        path = tmp_path / "m.pt"
+        torch.jit.save(torch.jit.script(make_net()), str(path))
+        load(server, "unbatched", 1, path, dynamic_batching=False)
+        assert server._batching["unbatched"] == (False, 0)  # passed on to PyTriton
         os.kill(server.server_pid, signal.SIGKILL)
         time.sleep(0.5)
     finally:

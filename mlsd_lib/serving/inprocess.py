@@ -94,8 +94,20 @@ class LoadsArtifactsHere:
             artifact, sha256=sha256, format=format, inputs=inputs, outputs=outputs
         )
         self.bind(  # type: ignore[attr-defined]
-            name, infer_fn, tuple(inputs), tuple(outputs), max_batch_size
+            name,
+            infer_fn,
+            tuple(inputs),
+            tuple(outputs),
+            max_batch_size,
+            **self._batching_options(dynamic_batching, max_queue_delay_us),
         )
+
+    def _batching_options(
+        self, dynamic_batching: bool, max_queue_delay_us: int
+    ) -> dict[str, object]:
+        """What ``bind`` takes of the batching options; a server without a
+        batcher takes none of them."""
+        return {}
 
 
 class InProcessModelServer(LoadsArtifactsHere, ModelRegistryMixin):

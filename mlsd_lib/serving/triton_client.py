@@ -15,6 +15,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import np_to_triton_dtype
 
+from mlsd_lib.net import LOOPBACK
+from mlsd_lib.serving.tensors import check_inputs
+
 Protocol = Literal["http", "grpc"]
 
 
@@ -102,6 +105,19 @@ class TritonClient:
         else:
             self._client.load_model(model)
 
+    def model_state(self, model: str) -> str:
+        """The model's state in the repository index: ``READY``, ``UNLOADING``,
+        ``UNAVAILABLE``, ... (empty when Triton has never seen it)."""
+        index = self._client.get_model_repository_index()
+        entries = index if isinstance(index, list) else index.models
+        for entry in entries:
+            entry_name = entry["name"] if isinstance(entry, dict) else entry.name
+            if entry_name == model:
+                return str(
+                    entry.get("state", "") if isinstance(entry, dict) else entry.state
+                )
+        return ""
+
     def unload_model(self, model: str) -> None:
         """Ask the server to unload ``model``; it finishes in-flight requests first."""
         self._client.unload_model(model)
@@ -146,3 +162,45 @@ class ClientPerThread:
         self._local = threading.local()
         for client in clients:
             client.close()
+
+
+class LoopbackTritonFrontEnd:
+    """``infer`` and ``client`` of a ``tritonserver`` this library started.
+
+    Shared by the two ways the library runs Triton
+    (:class:`~mlsd_lib.serving.triton_repository_server.TritonRepositoryServer`
+    and :class:`~mlsd_lib.serving.triton_server.TritonServer`): requests are
+    checked against the model's declared tensors here, then sent on this
+    thread's own client (:class:`ClientPerThread`).
+    """
+
+    kind = "triton"
+    #: Whether ``infer`` may be called from several threads at once.
+    thread_safe = True
+    protocol: Protocol
+    request_timeout_s: float
+    http_port: int | None
+    grpc_port: int | None
+    _clients: ClientPerThread | None
+
+    def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Score a batch through the server, after the in-process server's checks."""
+        if self._clients is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not running: use it as a context manager "
+                "or call start()."
+            )
+        bound = self._model(model)  # type: ignore[attr-defined]  # ModelRegistryMixin
+        check_inputs(bound.inputs, inputs)
+        outputs = [spec.name for spec in bound.outputs]
+        return self._clients.get().infer(model, inputs, outputs)
+
+    def client(self, protocol: Protocol | None = None) -> TritonClient:
+        """A new client for this server (close it when done)."""
+        if self._clients is None:
+            raise RuntimeError(f"{type(self).__name__} is not running.")
+        protocol = protocol or self.protocol
+        port = self.http_port if protocol == "http" else self.grpc_port
+        return TritonClient(f"{LOOPBACK}:{port}", protocol, self.request_timeout_s)

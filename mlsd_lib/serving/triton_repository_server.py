@@ -50,14 +50,13 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 from tritonclient.utils import InferenceServerException
 
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import die_with_parent, tail
 from mlsd_lib.serving.inprocess import BoundModel, ModelRegistryMixin
 from mlsd_lib.serving.model_repository import write_python_backend_model
-from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec, check_inputs
+from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
 from mlsd_lib.serving.triton_cleanup import (
     Leftovers,
     find_leftovers,
@@ -65,7 +64,12 @@ from mlsd_lib.serving.triton_cleanup import (
     new_shm_prefix,
     reap_python_backend,
 )
-from mlsd_lib.serving.triton_client import ClientPerThread, Protocol, TritonClient
+from mlsd_lib.serving.triton_client import (
+    ClientPerThread,
+    LoopbackTritonFrontEnd,
+    Protocol,
+    TritonClient,
+)
 from mlsd_lib.serving.triton_server import (
     TritonStartError,
     TritonUnavailable,
@@ -134,7 +138,7 @@ def server_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str
     return env
 
 
-class TritonRepositoryServer(ModelRegistryMixin):
+class TritonRepositoryServer(LoopbackTritonFrontEnd, ModelRegistryMixin):
     """A ``tritonserver`` process on loopback serving a model repository.
 
     Usage::
@@ -150,10 +154,6 @@ class TritonRepositoryServer(ModelRegistryMixin):
     with one client per calling thread so concurrent requests reach the dynamic
     batcher together.
     """
-
-    kind = "triton"
-    #: Whether ``infer`` may be called from several threads at once.
-    thread_safe = True
 
     def __init__(
         self,
@@ -420,12 +420,28 @@ class TritonRepositoryServer(ModelRegistryMixin):
             self._register(model)
 
     def unload(self, name: str) -> None:
-        """Have Triton unload ``name`` (its stub exits); drop it from the repository."""
+        """Have Triton unload ``name`` and wait until it has: its stub process has
+        exited (its memory and shared memory are free again); drop its folder.
+
+        Triton finishes the requests already queued for the model first, and
+        unloads in the background; the wait is bounded by ``stop_timeout_s``.
+        """
         self._model(name)
         control = self._require_control()
         with self._repository_lock:
-            control.unload_model(name)
             self._models.pop(name, None)
+            control.unload_model(name)
+            gone = wait_until(
+                lambda: control.model_state(name) not in ("READY", "UNLOADING"),
+                timeout_s=self.stop_timeout_s,
+                interval_s=0.05,
+            )
+            if not gone:
+                logger.warning(
+                    "model %s was still unloading after %.0f s",
+                    name,
+                    self.stop_timeout_s,
+                )
             shutil.rmtree(self.repository / name, ignore_errors=True)
 
     def has_model(self, name: str) -> bool:
@@ -447,29 +463,7 @@ class TritonRepositoryServer(ModelRegistryMixin):
             "RegistryDeployer; or use TritonServer (PyTriton) to bind a callable."
         )
 
-    # -- requests ------------------------------------------------------------------
-    def infer(
-        self, model: str, inputs: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Score a batch through the server, after the in-process server's checks."""
-        if self._clients is None:
-            raise RuntimeError(
-                "TritonRepositoryServer is not running: use it as a context "
-                "manager or call start()."
-            )
-        bound = self._model(model)
-        check_inputs(bound.inputs, inputs)
-        outputs = [spec.name for spec in bound.outputs]
-        return self._clients.get().infer(model, inputs, outputs)
-
-    def client(self, protocol: Protocol | None = None) -> TritonClient:
-        """A new client for this server (close it when done)."""
-        if not self.is_running:
-            raise RuntimeError("TritonRepositoryServer is not running.")
-        protocol = protocol or self.protocol
-        port = self.http_port if protocol == "http" else self.grpc_port
-        return TritonClient(f"{LOOPBACK}:{port}", protocol, self.request_timeout_s)
-
+    # -- requests: infer() and client() come from LoopbackTritonFrontEnd ----------
     def _require_control(self) -> TritonClient:
         if self._control is None:
             raise RuntimeError(

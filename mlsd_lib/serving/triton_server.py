@@ -26,7 +26,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,18 @@ from mlsd_lib.serving.inprocess import (
     LoadsArtifactsHere,
     ModelRegistryMixin,
 )
-from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec, check_inputs
+from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
 from mlsd_lib.serving.triton_cleanup import (
     Leftovers,
     find_leftovers,
     reap_python_backend,
 )
-from mlsd_lib.serving.triton_client import ClientPerThread, Protocol, TritonClient
+from mlsd_lib.serving.triton_client import (
+    ClientPerThread,
+    LoopbackTritonFrontEnd,
+    Protocol,
+    TritonClient,
+)
 
 #: Below this much free ``/dev/shm`` we do not try: PyTriton moves every tensor
 #: through shared memory (4 MiB per model to start, growing 1 MiB at a time), and
@@ -134,7 +138,7 @@ def put_interpreter_libpython_first(
         )
 
 
-class TritonServer(LoadsArtifactsHere, ModelRegistryMixin):
+class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixin):
     """A ``tritonserver`` process on loopback serving Python callables (PyTriton).
 
     The model runs in *this* process: Triton forwards each request through its
@@ -160,10 +164,6 @@ class TritonServer(LoadsArtifactsHere, ModelRegistryMixin):
     loading a new version while serving the old one is exactly what a hot swap
     does. ``protocol="http"`` is there for comparison.
     """
-
-    kind = "triton"
-    #: Whether ``infer`` may be called from several threads at once.
-    thread_safe = True
 
     def __init__(
         self,
@@ -358,6 +358,14 @@ class TritonServer(LoadsArtifactsHere, ModelRegistryMixin):
                     f"The server log ends:\n{tail(self._read_log())}"
                 ) from error
 
+    def _batching_options(
+        self, dynamic_batching: bool, max_queue_delay_us: int
+    ) -> dict[str, object]:
+        return {
+            "dynamic_batching": dynamic_batching,
+            "max_queue_delay_us": max_queue_delay_us,
+        }
+
     def _bind_to_triton(self, model: BoundModel) -> None:
         from pytriton.decorators import batch
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -394,22 +402,7 @@ class TritonServer(LoadsArtifactsHere, ModelRegistryMixin):
             strict=True,
         )
 
-    # -- requests ----------------------------------------------------------------
-    def infer(
-        self, model: str, inputs: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Score a batch through the server, after the in-process server's checks."""
-        if self._client is None:
-            raise RuntimeError(
-                "TritonServer is not running: use it as a context manager or "
-                "call start()."
-            )
-        bound = self._model(model)
-        check_inputs(bound.inputs, inputs)
-        outputs = [spec.name for spec in bound.outputs]
-        assert self._clients is not None
-        return self._clients.get().infer(model, inputs, outputs)
-
+    # -- requests: infer() and client() come from LoopbackTritonFrontEnd ----------
     def leftovers(self) -> Leftovers:
         """This server's stub processes and shared-memory regions that still exist."""
         if self.shm_prefix is None:
