@@ -17,11 +17,13 @@ from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
+from mlsd_lib.errors import MlsdError
+
 SECONDS_PER_DAY = 86_400
 _PREFIXES = ["", "k", "M", "G", "T", "P", "E"]
 
 
-class CapacityInputError(ValueError):
+class CapacityInputError(MlsdError, ValueError):
     """A requirement is missing or impossible (negative, zero); says which."""
 
 

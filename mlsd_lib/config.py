@@ -28,11 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlsd_lib.errors import MlsdError
+
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 
 
-class ConfigError(ValueError):
+class ConfigError(MlsdError, ValueError):
     """An environment variable holds a value the library cannot use."""
 
 

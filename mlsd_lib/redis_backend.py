@@ -30,17 +30,18 @@ import fakeredis
 import redis
 
 from mlsd_lib.config import Settings, load_settings
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import die_with_parent, tail
 
 BackendKind = Literal["redis-url", "private-redis-server", "fakeredis"]
 
 
-class RedisUnavailable(ConnectionError):
+class RedisUnavailable(MlsdError, ConnectionError):
     """No usable Redis: the message says which one was tried and what to do."""
 
 
-class RealBackendRequired(RuntimeError):
+class RealBackendRequired(MlsdError, RuntimeError):
     """``MLSD_REQUIRE_REAL_BACKENDS=1`` is set but only a fallback was available."""
 
 

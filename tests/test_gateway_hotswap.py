@@ -378,3 +378,20 @@ def test_models_the_caller_loaded_are_never_unloaded(tmp_path, store):
         report = httpx.post(f"{gateway.url}/admin/reload", headers=HEADERS).json()
     assert report["unloaded"] == []
     assert server.model_names == ["a", "b"]
+
+
+def test_any_library_error_from_the_reload_source_is_a_409(tmp_path, store, registry):
+    from mlsd_lib.serving.registry import IntegrityError
+
+    deployer = RegistryDeployer(registry, "ctr", InProcessModelServer("test"))
+
+    def tampered() -> Deployments:
+        raise IntegrityError("ctr v2: model.pt has another sha256 than recorded")
+
+    app = create_app(config(tmp_path), store, deployer.deployments(), reload=tampered)
+    with GatewayServer(app) as gateway:
+        answer = httpx.post(f"{gateway.url}/admin/reload", headers=HEADERS)
+        health = httpx.get(f"{gateway.url}/healthz").json()
+    assert answer.status_code == 409
+    assert "IntegrityError: ctr v2" in answer.json()["detail"]
+    assert health["deployments"]["production"] == "ctr-v1"

@@ -33,6 +33,7 @@ from typing import IO
 import numpy as np
 
 from mlsd_lib.datasets.ctr import CTRData, CTRDataError, hash_ids
+from mlsd_lib.errors import MlsdError
 
 NUM_DENSE = 13
 NUM_CATEGORICAL = 26
@@ -42,7 +43,7 @@ CATEGORICAL_NAMES = tuple(f"C{i}" for i in range(1, NUM_CATEGORICAL + 1))
 MISSING_ID = 0
 
 
-class CriteoFormatError(ValueError):
+class CriteoFormatError(MlsdError, ValueError):
     """A line of the file is not in the Criteo format; names the line and why."""
 
 

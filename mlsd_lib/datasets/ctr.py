@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
+
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-class CTRDataError(ValueError):
+class CTRDataError(MlsdError, ValueError):
     """The arrays do not form a valid CTR data set; the message says which and why."""
 
 

@@ -31,8 +31,10 @@ from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from mlsd_lib.errors import MlsdError
 
-class ABTestInputError(ValueError):
+
+class ABTestInputError(MlsdError, ValueError):
     """The counts or design parameters cannot be analysed; the message says why."""
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from mlsd_lib.errors import MlsdError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(MlsdError, ValueError):
     """The labels or scores cannot be evaluated; the message says why."""
 
 

@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
+
 #: The dtypes a feature may have. Online, every feature is served as float32 (the
 #: model's input is one dense float32 matrix); the dtype is checked when rows are
 #: written, so an ``int64`` column never silently arrives as strings.
@@ -26,7 +28,7 @@ _ALLOWED_DTYPES = frozenset(["float32", "float64", "int64", "int32", "bool"])
 TIMESTAMP_COLUMN = "event_timestamp"
 
 
-class FeatureStoreError(ValueError):
+class FeatureStoreError(MlsdError, ValueError):
     """Base class: every feature-store error says what is wrong and what to do."""
 
 

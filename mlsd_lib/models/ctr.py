@@ -28,9 +28,10 @@ import torch
 from torch import nn
 
 from mlsd_lib.datasets.ctr import CTRData
+from mlsd_lib.errors import MlsdError
 
 
-class ModelInputError(ValueError):
+class ModelInputError(MlsdError, ValueError):
     """Data does not fit the model (field count, dense width, id range)."""
 
 

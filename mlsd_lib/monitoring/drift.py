@@ -32,6 +32,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import ks_2samp
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.evaluation.calibration import (
     calibration_ratio,
     expected_calibration_error,
@@ -42,7 +43,7 @@ PSI_ALERT = 0.25
 UNKNOWN_CATEGORY = "<unseen in reference>"
 
 
-class DriftInputError(ValueError):
+class DriftInputError(MlsdError, ValueError):
     """The samples cannot be compared; the message says why."""
 
 

@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from mlsd_lib.errors import MlsdError
+
 #: A model's positional inputs, each a batch (first axis = batch).
 Inputs = tuple[torch.Tensor, ...]
 
@@ -37,7 +39,7 @@ ExportFormat = Literal["torchscript", "pt2"]
 EXPORT_FORMATS: tuple[str, ...] = ("torchscript", "pt2")
 
 
-class ExportFailed(RuntimeError):
+class ExportFailed(MlsdError, RuntimeError):
     """The exporter could not capture the model; the message says why and what to do."""
 
 
@@ -75,7 +77,7 @@ class ParityReport:
         )
 
 
-class ParityError(AssertionError):
+class ParityError(MlsdError, AssertionError):
     """An exported model disagrees with the eager model; ``report`` has the numbers."""
 
     def __init__(self, report: ParityReport, path: Path | None = None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec, check_inputs
 
 
@@ -27,7 +28,12 @@ class BoundModel:
     max_batch_size: int
 
 
-class UnknownModel(KeyError):
+class ModelServerNotRunning(MlsdError, RuntimeError):
+    """The model server was asked for something before ``start()`` or after
+    ``stop()``."""
+
+
+class UnknownModel(MlsdError, KeyError):
     """The request names a model the server does not host."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message

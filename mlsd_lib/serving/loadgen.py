@@ -43,6 +43,7 @@ import httpx
 import numpy as np
 from matplotlib.figure import Figure
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.net import wait_until
 
 #: Upper bounds on any single run. A notebook cell should never be able to send
@@ -61,15 +62,15 @@ PERCENTILES = (50, 90, 95, 99)
 Send = Callable[[], object]
 
 
-class NotLoopback(ValueError):
+class NotLoopback(MlsdError, ValueError):
     """A load-test target is not on this machine's loopback interface."""
 
 
-class ServiceNotReady(TimeoutError):
+class ServiceNotReady(MlsdError, TimeoutError):
     """The readiness endpoint did not answer 2xx in time."""
 
 
-class RequestFailed(RuntimeError):
+class RequestFailed(MlsdError, RuntimeError):
     """An HTTP request got a non-2xx answer; the message has status and body."""
 
 

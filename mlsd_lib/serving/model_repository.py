@@ -49,6 +49,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.tensors import TensorSpec
 
 PLATFORM = "pytorch_libtorch"
@@ -71,7 +72,7 @@ TRITON_DTYPES: dict[np.dtype, str] = {
 _INDEXED = re.compile(r"^.+__(\d+)$")
 
 
-class InvalidModelConfig(ValueError):
+class InvalidModelConfig(MlsdError, ValueError):
     """The requested Triton configuration would not load; the message says why."""
 
 

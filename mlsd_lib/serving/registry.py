@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.export import load_program, load_torchscript
 
 ArtifactFormat = Literal["torchscript", "pt2", "state_dict"]
@@ -50,11 +51,11 @@ STAGES: tuple[str, ...] = ("production", "canary", "shadow")
 _CHUNK = 1 << 20
 
 
-class RegistryError(LookupError):
+class RegistryError(MlsdError, LookupError):
     """A name, version or stage the registry lacks; the message lists what exists."""
 
 
-class IntegrityError(RuntimeError):
+class IntegrityError(MlsdError, RuntimeError):
     """An artifact's bytes no longer match the sha256 recorded at registration."""
 
 

@@ -17,13 +17,18 @@ from urllib.parse import urlsplit
 import numpy as np
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from mlsd_lib.serving.inprocess import BoundModel, ModelRegistryMixin
+from mlsd_lib.errors import MlsdError
+from mlsd_lib.serving.inprocess import (
+    BoundModel,
+    ModelRegistryMixin,
+    ModelServerNotRunning,
+)
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec, check_inputs
 from mlsd_lib.serving.triton_client import TritonClient
 from mlsd_lib.serving.triton_server import TritonUnavailable
 
 
-class ModelNotDeployed(LookupError):
+class ModelNotDeployed(MlsdError, LookupError):
     """The remote server does not serve the model, or serves a different signature."""
 
 
@@ -165,7 +170,7 @@ class RemoteTritonServer(ModelRegistryMixin):
 
     def _require_client(self) -> TritonClient:
         if self._client is None:
-            raise RuntimeError(
+            raise ModelServerNotRunning(
                 "RemoteTritonServer is not connected: call start() first."
             )
         return self._client

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
+
 #: A model as a server sees it: batched named inputs in, batched named outputs out.
 #: Every array's first axis is the batch.
 BatchedInferFn = Callable[..., Mapping[str, np.ndarray]]
 
 
-class MalformedRequest(ValueError):
+class MalformedRequest(MlsdError, ValueError):
     """Inputs do not match the model's declared tensors."""
 
 

@@ -16,6 +16,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import np_to_triton_dtype
 
 from mlsd_lib.net import LOOPBACK
+from mlsd_lib.serving.inprocess import ModelServerNotRunning
 from mlsd_lib.serving.tensors import check_inputs
 
 Protocol = Literal["http", "grpc"]
@@ -188,7 +189,7 @@ class LoopbackTritonFrontEnd:
     ) -> dict[str, np.ndarray]:
         """Score a batch through the server, after the in-process server's checks."""
         if self._clients is None:
-            raise RuntimeError(
+            raise ModelServerNotRunning(
                 f"{type(self).__name__} is not running: use it as a context manager "
                 "or call start()."
             )
@@ -200,7 +201,7 @@ class LoopbackTritonFrontEnd:
     def client(self, protocol: Protocol | None = None) -> TritonClient:
         """A new client for this server (close it when done)."""
         if self._clients is None:
-            raise RuntimeError(f"{type(self).__name__} is not running.")
+            raise ModelServerNotRunning(f"{type(self).__name__} is not running.")
         protocol = protocol or self.protocol
         port = self.http_port if protocol == "http" else self.grpc_port
         return TritonClient(f"{LOOPBACK}:{port}", protocol, self.request_timeout_s)

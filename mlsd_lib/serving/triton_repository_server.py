@@ -52,9 +52,14 @@ from pathlib import Path
 
 from tritonclient.utils import InferenceServerException
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import die_with_parent, tail
-from mlsd_lib.serving.inprocess import BoundModel, ModelRegistryMixin
+from mlsd_lib.serving.inprocess import (
+    BoundModel,
+    ModelRegistryMixin,
+    ModelServerNotRunning,
+)
 from mlsd_lib.serving.model_repository import write_python_backend_model
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
 from mlsd_lib.serving.triton_cleanup import (
@@ -86,11 +91,11 @@ SHM_DEFAULT_BYTES = 1 << 20
 SHM_GROWTH_BYTES = 1 << 20
 
 
-class ModelLoadFailed(RuntimeError):
+class ModelLoadFailed(MlsdError, RuntimeError):
     """Triton refused to load a model; the message holds Triton's reason."""
 
 
-class CallablesNotServed(TypeError):
+class CallablesNotServed(MlsdError, TypeError):
     """A model repository runs model files, not Python callables of this process."""
 
 
@@ -190,7 +195,7 @@ class TritonRepositoryServer(LoopbackTritonFrontEnd, ModelRegistryMixin):
     @property
     def repository(self) -> Path:
         if self._workdir is None:
-            raise RuntimeError("TritonRepositoryServer is not running.")
+            raise ModelServerNotRunning("TritonRepositoryServer is not running.")
         return self._workdir / "models"
 
     @property
@@ -466,7 +471,7 @@ class TritonRepositoryServer(LoopbackTritonFrontEnd, ModelRegistryMixin):
     # -- requests: infer() and client() come from LoopbackTritonFrontEnd ----------
     def _require_control(self) -> TritonClient:
         if self._control is None:
-            raise RuntimeError(
+            raise ModelServerNotRunning(
                 "TritonRepositoryServer is not running: use it as a context "
                 "manager or call start()."
             )

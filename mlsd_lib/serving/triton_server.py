@@ -32,12 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import tail
 from mlsd_lib.serving.inprocess import (
     BoundModel,
     LoadsArtifactsHere,
     ModelRegistryMixin,
+    ModelServerNotRunning,
 )
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
 from mlsd_lib.serving.triton_cleanup import (
@@ -60,11 +62,11 @@ MIN_FREE_SHM_BYTES = 32 * 1024 * 1024
 _SUPPORTED_MACHINES = ("x86_64", "aarch64")
 
 
-class TritonUnavailable(RuntimeError):
+class TritonUnavailable(MlsdError, RuntimeError):
     """``tritonserver`` cannot run on this machine; the message says why."""
 
 
-class TritonStartError(RuntimeError):
+class TritonStartError(MlsdError, RuntimeError):
     """``tritonserver`` was started but did not become ready; shows its log tail."""
 
 
@@ -412,7 +414,7 @@ class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixi
     def client(self, protocol: Protocol | None = None) -> TritonClient:
         """A new client for this server (close it when done)."""
         if not self.is_running:
-            raise RuntimeError("TritonServer is not running.")
+            raise ModelServerNotRunning("TritonServer is not running.")
         protocol = protocol or self.protocol
         port = self.http_port if protocol == "http" else self.grpc_port
         return TritonClient(f"{LOOPBACK}:{port}", protocol, self.request_timeout_s)

@@ -15,7 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
-from mlsd_lib.serving.gateway.hotswap import SwapRefused, versions_by_arm
+from mlsd_lib.errors import MlsdError
+from mlsd_lib.serving.gateway.hotswap import versions_by_arm
 from mlsd_lib.serving.gateway.schemas import ErrorResponse
 from mlsd_lib.serving.gateway.score_route import UNAUTHORIZED
 from mlsd_lib.serving.gateway.state import GatewayDep
@@ -37,7 +38,8 @@ def admin_router(require_key: Callable[[str | None], Awaitable[None]]) -> APIRou
     async def admin_reload(state: GatewayDep) -> dict[str, Any]:
         """Hot-swap to the deployments the reload source names now (e.g. the
         registry's stages): warm up, switch, drain. Requests never fail during it;
-        if the new models fail their warm-up the old ones keep serving (409)."""
+        if the new models fail their warm-up, or the registry, a model file or the
+        model server refuses them, the old ones keep serving (409)."""
         if state.reload is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
@@ -47,7 +49,7 @@ def admin_router(require_key: Callable[[str | None], Awaitable[None]]) -> APIRou
         try:
             new = await asyncio.to_thread(state.reload)
             return await state.swap(new)
-        except (SwapRefused, LookupError, ValueError, RuntimeError) as error:
+        except MlsdError as error:  # any error of ours: a refused swap, not a bug
             raise HTTPException(
                 status.HTTP_409_CONFLICT,
                 f"hot swap refused, still serving {versions_by_arm(state.deployments)}"

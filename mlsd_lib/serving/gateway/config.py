@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlsd_lib.features.views import FeatureRef, FeatureRegistry
+from mlsd_lib.errors import MlsdError
+from mlsd_lib.features.views import FeatureRef, FeatureRegistry, FeatureStoreError
 from mlsd_lib.serving.model_server import ModelServer
 
 
-class GatewayConfigError(ValueError):
+class GatewayConfigError(MlsdError, ValueError):
     """A gateway configuration that cannot work; the message says how to fix it."""
 
 
@@ -114,7 +115,7 @@ class Deployments:
         for deployment in self.all():
             try:
                 registry.resolve([FeatureRef.parse(r) for r in deployment.input_refs])
-            except (KeyError, ValueError) as error:
+            except FeatureStoreError as error:
                 raise GatewayConfigError(
                     f"deployment {deployment.version!r}: {error}"
                 ) from error

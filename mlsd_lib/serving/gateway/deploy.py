@@ -24,7 +24,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mlsd_lib.serving.gateway.config import Deployment, Deployments
+from mlsd_lib.serving.gateway.config import (
+    Deployment,
+    Deployments,
+    GatewayConfigError,
+)
 from mlsd_lib.serving.model_server import ModelServer
 from mlsd_lib.serving.registry import ModelRegistry, ModelVersion, RegistryError
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
@@ -59,7 +63,7 @@ def split_schema(names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     context_at = [i for i, n in enumerate(names) if n.startswith(REQUEST_PREFIX)]
     if context_at and context_at != list(range(context_at[0], len(names))):
-        raise ValueError(
+        raise GatewayConfigError(
             f"input schema {names} interleaves store features and request context; "
             f"list every {REQUEST_PREFIX!r} entry after the store's references."
         )

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.gateway.config import Deployment, Deployments
 from mlsd_lib.serving.gateway.scoring import ModelFailed, Scorer
 
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 WARMUP_BATCH_SIZES: tuple[int, ...] = (1, 100)
 
 
-class SwapRefused(RuntimeError):
+class SwapRefused(MlsdError, RuntimeError):
     """The new deployments failed their warm-up; the old ones still serve."""
 
 

@@ -35,6 +35,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.features.online import OnlineStore, OnlineStoreUnavailable
 from mlsd_lib.features.views import FeatureRef
 from mlsd_lib.serving.gateway.config import Deployment, EntityMapping
@@ -42,11 +43,11 @@ from mlsd_lib.serving.gateway.config import Deployment, EntityMapping
 T = TypeVar("T")
 
 
-class ModelFailed(RuntimeError):
+class ModelFailed(MlsdError, RuntimeError):
     """The model server did not produce usable scores; the message says why."""
 
 
-class MissingContext(ValueError):
+class MissingContext(MlsdError, ValueError):
     """The request lacks a context value the routed model needs."""
 
 
