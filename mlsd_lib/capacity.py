@@ -1,10 +1,10 @@
 """Back-of-the-envelope capacity estimates, with the derivation shown.
 
-Introduced in ``notebooks/capacity_estimation.ipynb`` and used by every case
-study's "requirements and scale" step. An interviewer wants the chain of
-reasoning (users → requests → model inferences → memory, storage, bandwidth), not
-only the final number, so :func:`estimate` returns an :class:`Estimate`: rows of
-(quantity, formula as text, value), displayable as a pandas DataFrame.
+Introduced in ``casestudies/ad_click/01_requirements_and_scale.ipynb`` and used by every
+case study's "requirements and scale" step. An interviewer wants the chain of reasoning
+(users → requests → model inferences → memory, storage, bandwidth), not only the final
+number, so :func:`estimate` returns an :class:`Estimate`: rows of (quantity, formula as
+text, value), displayable as a pandas DataFrame.
 
 Conventions: a day has 86,400 s; sizes are decimal SI (1 GB = 10⁹ bytes), as
 capacity plans usually are; :func:`format_si` prints 1.2M, 3.4 GB/s.
@@ -177,8 +177,8 @@ class Requirements:
 def estimate(req: Requirements) -> Estimate:
     """Derive QPS, inferences, memory, storage and bandwidth from ``req``.
 
-    Introduced in ``notebooks/capacity_estimation.ipynb``. Rows whose inputs are
-    zero (no logging, no catalog) are left out.
+    Introduced in ``casestudies/ad_click/01_requirements_and_scale.ipynb``. Rows whose
+    inputs are zero (no logging, no catalog) are left out.
     """
     e = Estimate()
     daily = e.add(

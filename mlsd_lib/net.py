@@ -1,5 +1,7 @@
 """Loopback networking helpers shared by every service the library starts.
 
+Introduced in ``notebooks/00_environment.ipynb``.
+
 Services in this book bind to 127.0.0.1 on ports the operating system picks, so
 two notebooks (or a notebook and a test run) never fight over a fixed port.
 """

@@ -1,5 +1,7 @@
 """Child processes that die with their parent.
 
+Introduced in ``notebooks/00_environment.ipynb``.
+
 The servers this library starts for a notebook (a private ``redis-server``, a
 ``tritonserver``) must not outlive the kernel that started them, even when the
 kernel is killed and ``atexit`` never runs. On Linux the kernel can send the

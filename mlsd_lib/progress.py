@@ -1,5 +1,7 @@
 """Progress bars that suit where the code runs.
 
+Introduced in ``casestudies/ad_click/03_models.ipynb``.
+
 ``tqdm.auto`` draws a widget in Jupyter, but only when ``ipywidgets`` is
 installed; without it, it warns ("IProgress not found") in every notebook that
 imports it. This picks the widget bar when it can be drawn and the text bar

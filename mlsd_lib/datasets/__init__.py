@@ -1,5 +1,7 @@
 """Data sets in the shapes the models consume, and loaders for real public formats.
 
+Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``.
+
 * :mod:`~mlsd_lib.datasets.ctr`: :class:`CTRData`, the tabular CTR shape, and
   :func:`hash_ids`, the hashing trick.
 * :mod:`~mlsd_lib.datasets.criteo`: :func:`read_criteo`, the Criteo

@@ -1,6 +1,6 @@
 """Loader for the Criteo display-advertising format (Kaggle 2014 and Terabyte).
 
-Introduced in ``casestudies/ad_click`` (data and features). Each line is
+Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``. Each line is
 ``label \\t I1 … I13 \\t C1 … C26``: a 0/1 click label, 13 integer count features
 and 26 categorical features given as 8-hex-digit hashes; any feature may be empty
 (missing). :func:`read_criteo` turns a file (optionally gzipped) into

@@ -1,11 +1,11 @@
 """The one tabular shape every click-through-rate model in the book consumes.
 
-Introduced in ``casestudies/ad_click`` (data and features). A CTR example is a row
-of *dense* numbers (counts, CTRs, hour-of-day encodings) and *categorical* ids
-(user, ad, advertiser, device, ...), each id already hashed into its field's own
-bucket range. The synthetic ads world and the Criteo loader both produce
-:class:`CTRData`, so every model runs unchanged on either: that is the point of
-fixing the shape here rather than in each model.
+Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``. A CTR example is a
+row of *dense* numbers (counts, CTRs, hour-of-day encodings) and *categorical* ids
+(user, ad, advertiser, device, ...), each id already hashed into its field's own bucket
+range. The synthetic ads world and the Criteo loader both produce :class:`CTRData`, so
+every model runs unchanged on either: that is the point of fixing the shape here rather
+than in each model.
 
 Hashing ids into a fixed number of buckets is the "hashing trick": the model's
 embedding tables have a known size however many new users or ads appear, at the

@@ -1,5 +1,7 @@
 """The bytes of one online value, shared by the online store and the stream processor.
 
+Introduced in ``notebooks/feature_store.ipynb``.
+
 An online record holds *all* features of one view for one entity, packed:
 
     <float64 event_timestamp (seconds since the epoch, UTC)> <float32 x n_features>

@@ -1,5 +1,7 @@
 """Checking rows against a view before anything is written.
 
+Introduced in ``notebooks/feature_store.ipynb``.
+
 Both stores call :func:`validate_rows` first, so bad input is refused before the
 first byte is written: nothing is ever half-written because of a bad column.
 """

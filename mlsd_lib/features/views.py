@@ -1,5 +1,7 @@
 """Feature views: a feature's definition, written once, read by every engine.
 
+Introduced in ``notebooks/feature_store.ipynb``.
+
 A :class:`FeatureView` is data, not code: its name, the entity columns that key
 it, its features with dtypes and defaults, how long a value stays valid (TTL),
 a version, and where its rows come from. The offline store (training data), the

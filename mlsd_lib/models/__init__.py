@@ -1,6 +1,6 @@
 """CTR models and the one training loop that fits them.
 
-Introduced in ``casestudies/ad_click`` (modeling). Every torch model consumes a
+Introduced in ``casestudies/ad_click/03_models.ipynb``. Every torch model consumes a
 :class:`~mlsd_lib.datasets.ctr.CTRData` through ``forward(dense, categorical)``
 and returns logits; :class:`ProbabilityHead` wraps one for serving.
 

@@ -1,6 +1,6 @@
 """Pieces every torch CTR model shares: field embeddings, dense scaling, checks.
 
-Introduced in ``casestudies/ad_click`` (modeling). Each model in
+Introduced in ``casestudies/ad_click/03_models.ipynb``. Each model in
 :mod:`mlsd_lib.models` reads a :class:`~mlsd_lib.datasets.ctr.CTRData` through
 ``forward(dense, categorical) -> logits``; the pieces here make that contract
 the same for all of them:

@@ -1,6 +1,6 @@
 """DCN-V2: explicit feature crosses of bounded degree, plus a deep network.
 
-Introduced in ``casestudies/ad_click`` (modeling). A cross layer computes
+Introduced in ``casestudies/ad_click/03_models.ipynb``. A cross layer computes
 ``x_{l+1} = x_0 * (W_l x_l + b_l) + x_l`` (elementwise product with the input
 ``x_0``), so ``L`` layers hold every polynomial cross of the embedded features
 up to degree ``L + 1``, with a residual that keeps the lower-degree ones (Wang

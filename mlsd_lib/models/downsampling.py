@@ -1,6 +1,6 @@
 """Negative downsampling and the recalibration that undoes it.
 
-Introduced in ``casestudies/ad_click`` (training data). With a CTR near 1%,
+Introduced in ``casestudies/ad_click/03_models.ipynb``. With a CTR near 1%,
 99% of the training rows are negatives that each teach little; keeping each
 negative with probability ``w`` (and every positive) cuts training cost by
 almost ``1 / w`` at a small loss of accuracy (He et al. 2014, "Practical

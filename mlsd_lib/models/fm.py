@@ -1,6 +1,6 @@
 """DeepFM: factorization-machine interactions plus an MLP over the same embeddings.
 
-Introduced in ``casestudies/ad_click`` (modeling). A factorization machine
+Introduced in ``casestudies/ad_click/03_models.ipynb``. A factorization machine
 (Rendle 2010, "Factorization Machines") gives every feature a vector ``v_i``
 and scores each pair by ``<v_i, v_j>``: a pair never seen together in training
 still gets a sensible weight, because each vector was learned from its other

@@ -1,6 +1,6 @@
 """GBDT + LR: boosted trees as a feature transform for logistic regression.
 
-Introduced in ``casestudies/ad_click`` (modeling). He et al. 2014 ("Practical
+Introduced in ``casestudies/ad_click/03_models.ipynb``. He et al. 2014 ("Practical
 Lessons from Predicting Clicks on Ads at Facebook") fed each example through a
 gradient-boosted forest and used *which leaf it landed in*, per tree, as a
 categorical feature of a logistic regression: the trees find nonlinear splits

@@ -1,6 +1,6 @@
 """Hashed logistic regression: the CTR baseline every other model must beat.
 
-Introduced in ``casestudies/ad_click`` (modeling). One weight per hashed id per
+Introduced in ``casestudies/ad_click/03_models.ipynb``. One weight per hashed id per
 field plus a linear term on the standardized dense features: the model that
 served ads for a decade (McMahan et al. 2013, "Ad Click Prediction: a View from
 the Trenches"; He et al. 2014). It memorizes per-id click rates well but cannot

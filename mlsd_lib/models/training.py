@@ -1,6 +1,6 @@
 """The one training loop every torch CTR model in the book goes through.
 
-Introduced in ``casestudies/ad_click`` (modeling). Minibatch binary
+Introduced in ``casestudies/ad_click/03_models.ipynb``. Minibatch binary
 cross-entropy on logits, seeded shuffling, a tqdm progress bar, and early
 stopping on *validation* log loss that puts back the best epoch's weights:
 a CTR model overfits its id embeddings within a few epochs, and the epoch to

@@ -1,5 +1,7 @@
 """The in-process model server: same interface as Triton, no network.
 
+Introduced in ``notebooks/00_environment.ipynb``.
+
 Used where ``tritonserver`` cannot run (macOS, Windows, a container with too
 little ``/dev/shm``), and as the no-network baseline in benchmarks.
 """

@@ -1,5 +1,7 @@
 """A Triton you run yourself (``TRITON_URL``): models are deployed there, not here.
 
+Introduced in ``notebooks/00_environment.ipynb``.
+
 In production the model server is its own deployment (the official Triton
 container serving a model repository), and the application only checks the
 contract: the model is loaded, and its inputs and outputs are the ones the

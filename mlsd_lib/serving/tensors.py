@@ -1,4 +1,7 @@
-"""The contract between a model and the server that hosts it."""
+"""The contract between a model and the server that hosts it.
+
+Introduced in ``notebooks/00_environment.ipynb``.
+"""
 
 from __future__ import annotations
 

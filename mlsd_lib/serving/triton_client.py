@@ -1,5 +1,7 @@
 """A small client for a Triton Inference Server, over HTTP or gRPC.
 
+Introduced in ``notebooks/00_environment.ipynb``.
+
 Both protocols speak Triton's KServe v2 API; ``tritonclient`` provides one
 module per protocol with near-identical classes, so one thin wrapper serves both.
 """

@@ -1,8 +1,9 @@
 """Simulators with ground truth: worlds whose best possible model is known.
 
-Introduced in ``casestudies/ad_click``. A world draws its entities from a seed,
-generates traffic day by day, and logs the true probability next to every
-outcome, so a model's quality can be stated as a distance from the optimum.
+Introduced in ``casestudies/ad_click/01_requirements_and_scale.ipynb``. A world draws
+its entities from a seed, generates traffic day by day, and logs the true probability
+next to every outcome, so a model's quality can be stated as a distance from the
+optimum.
 
 * :mod:`~mlsd_lib.worlds.ads`: users, ads and contexts, with interactions,
   position bias, drift and delayed clicks.

@@ -1,7 +1,8 @@
 """The synthetic ads world: users see ads, some click, and the truth is known.
 
-Introduced in ``casestudies/ad_click`` (the world and its ground truth). Real
-click logs never tell you how good a model *could* be; this world does. It holds
+Introduced in ``casestudies/ad_click/01_requirements_and_scale.ipynb`` (the world and
+its ground truth). Real click logs never tell you how good a model *could* be; this
+world does. It holds
 
 * users (age bucket, gender, country, interest category, a preferred device),
   advertisers, campaigns and ads (category, advertiser, campaign, quality);

@@ -1,8 +1,8 @@
 """The knobs of the synthetic ads world, in one frozen dataclass.
 
-Introduced in ``casestudies/ad_click`` (the world and its ground truth). Every
-number that shapes the world lives here, so a chapter can say "the world with
-``drift_per_day=0``" and a reader can reproduce it exactly.
+Introduced in ``casestudies/ad_click/01_requirements_and_scale.ipynb`` (the world and
+its ground truth). Every number that shapes the world lives here, so a chapter can say
+"the world with ``drift_per_day=0``" and a reader can reproduce it exactly.
 """
 
 from __future__ import annotations

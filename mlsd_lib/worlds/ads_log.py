@@ -1,9 +1,9 @@
 """The impression log the ads world writes: one row per ad shown.
 
-Introduced in ``casestudies/ad_click`` (the world and its ground truth). A log of
-numpy arrays rather than a DataFrame because a day of traffic is millions of
-rows and every consumer (the CTR data set, the feature store, the A/B test)
-wants whole columns; :meth:`ImpressionLog.to_frame` gives the pandas view for
+Introduced in ``casestudies/ad_click/01_requirements_and_scale.ipynb`` (the world and
+its ground truth). A log of numpy arrays rather than a DataFrame because a day of
+traffic is millions of rows and every consumer (the CTR data set, the feature store, the
+A/B test) wants whole columns; :meth:`ImpressionLog.to_frame` gives the pandas view for
 reading.
 """
 

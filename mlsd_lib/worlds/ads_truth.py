@@ -1,8 +1,8 @@
 r"""The ground truth of the ads world: its entities and the true p(click).
 
-Introduced in ``casestudies/ad_click`` (the world and its ground truth). A model
-can only be judged against the best possible model if the best possible model
-is known; here it is, written down as a formula.
+Introduced in ``casestudies/ad_click/01_requirements_and_scale.ipynb`` (the world and
+its ground truth). A model can only be judged against the best possible model if the
+best possible model is known; here it is, written down as a formula.
 
 For user :math:`u` (age bucket :math:`a`, gender :math:`g`, country :math:`c`,
 interest :math:`i`), ad :math:`x` (category :math:`k`, campaign :math:`m`,
