@@ -14,11 +14,12 @@ NOTEBOOKS := notebooks casestudies
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg \
                 --nbval-cell-timeout=300
 
-.PHONY: help install book test test-unit test-notebooks lint format lab bench clean
+.PHONY: help install book test test-fast test-unit test-notebooks lint format lab bench clean
 
 help:
 	@echo "make book   build the site into _build/html (runs every notebook)"
 	@echo "make test   unit tests + every notebook under pytest --nbval"
+	@echo "make test-fast  the fast tier of the unit tests (every change)"
 	@echo "make lint   ruff lint and format check"
 	@echo "make lab    JupyterLab on 127.0.0.1"
 	@echo "make bench  benchmarks (benchmarks/)"
@@ -40,6 +41,12 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_NBVAL) tests $(NOTEBOOKS)
+
+# The fast tier, for every change: no real Triton, no quality training, no fault
+# injection or fuzzing (`make test` runs them all).
+FAST := not triton and not quality and not faults and not fuzz
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "$(FAST)" tests
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -15,6 +15,8 @@ from types import ModuleType
 
 import pytest
 
+pytestmark = pytest.mark.quality  # a slow tier: see `make test-fast`
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "adclick_quality.py"
 
 

@@ -388,6 +388,7 @@ def test_non_loopback_hosts_are_refused_without_allow_external():
     assert main(["--host", "0.0.0.0", "--demo"]) == 2
 
 
+@pytest.mark.triton  # the demo loads its three models into a real Triton
 def test_the_real_gateway_serves_over_http_and_stops_on_sigterm(tmp_path):
     log = tmp_path / "impressions.jsonl"
     env = {**os.environ, API_KEY_ENV: KEY}

@@ -24,6 +24,8 @@ from mlsd_lib.serving.gateway.demo import replay_to_now
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.tensors import TensorSpec
 
+pytestmark = pytest.mark.fuzz  # a slow tier: see `make test-fast`
+
 KEY = "fuzz-key"
 #: The request parts schemathesis fills in that an httpx client takes.
 ALLOWED = {"method", "url", "headers", "params", "json", "content"}

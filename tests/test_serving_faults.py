@@ -37,6 +37,8 @@ from mlsd_lib.serving.registry import ModelRegistry, sha256_of
 from mlsd_lib.serving.tensors import TensorSpec
 from mlsd_lib.serving.triton_repository_server import TritonRepositoryServer
 
+pytestmark = pytest.mark.faults  # a slow tier: see `make test-fast`
+
 KEY = "fault-key"
 HEADERS = {"X-API-Key": KEY}
 REFS = tuple(CANDIDATE_REFS)
