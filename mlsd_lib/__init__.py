@@ -5,6 +5,24 @@ Introduced in ``book/intro.md``.
 Notebooks show the key lines; the code that survives lives here, with unit tests.
 Start with :mod:`mlsd_lib.config` (where the real components are) and
 :func:`mlsd_lib.redis_backend.get_redis` (the online store every chapter uses).
+Layers run one way, from worlds and data sets to serving; evaluation and
+monitoring are pure functions:
+
+* :mod:`~mlsd_lib.config`, :mod:`~mlsd_lib.environment`: settings from the
+  environment, and the versions a notebook reports;
+* :mod:`~mlsd_lib.redis_backend`, :mod:`~mlsd_lib.net`,
+  :mod:`~mlsd_lib.processes`, :mod:`~mlsd_lib.progress`: the real servers the
+  book starts on loopback, and the progress bars;
+* :mod:`~mlsd_lib.errors`: the one root of the library's errors;
+* :mod:`~mlsd_lib.worlds`: simulators with known ground truth;
+* :mod:`~mlsd_lib.datasets`: the shapes models consume, and real-format loaders;
+* :mod:`~mlsd_lib.features`: feature views, offline and online stores, streams;
+* :mod:`~mlsd_lib.models`: the models and the one training loop;
+* :mod:`~mlsd_lib.serving`: export, registry, model servers, the gateway;
+* :mod:`~mlsd_lib.evaluation`, :mod:`~mlsd_lib.monitoring`: metrics, A/B
+  tests, drift;
+* :mod:`~mlsd_lib.capacity`: back-of-the-envelope estimates;
+* :mod:`~mlsd_lib.adclick`: the ad-click case study's glue.
 """
 
 __version__ = "0.1.0"

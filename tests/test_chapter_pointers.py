@@ -60,3 +60,21 @@ def test_every_module_names_the_chapter_that_introduces_it():
         "add 'Introduced in ``<notebook or page>``.' to these module docstrings: "
         f"{silent}"
     )
+
+
+def test_a_package_that_lists_its_modules_lists_them_all():
+    incomplete = {}
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        package = init.parent
+        dotted = ".".join(package.relative_to(ROOT).parts)
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        named = set(
+            re.findall(r":mod:`~?" + re.escape(dotted) + r"\.(\w+)`", docstring or "")
+        )
+        if not named:
+            continue  # a package that keeps no map promises none
+        parts = {p.stem for p in package.glob("*.py")} - {"__init__", "__main__"}
+        parts |= {p.parent.name for p in package.glob("*/__init__.py")}
+        if parts - named:
+            incomplete[dotted] = sorted(parts - named)
+    assert incomplete == {}, f"module maps that miss modules: {incomplete}"

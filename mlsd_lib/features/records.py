@@ -15,6 +15,13 @@ Keys (``{}`` are filled in; ``|`` joins multi-column entity keys)::
     fs:{view}@v{version}:counter              -> the last generation number handed out
     fs:{view}@v{version}:g{generation}:{key}  -> the packed record
 
+and, written by the stream processor (:mod:`mlsd_lib.features.stream_processor`,
+whose functions of the same names build them)::
+
+    fs:{view}@v{version}:win:{key}  -> state_key: one entity's window counters
+    fs:seen:{stream}:{event_id}     -> dedup_key: this event was applied (TTL)
+    {stream}:dead                   -> dead_letter_stream: poison messages
+
 Materialization writes a whole new generation, then moves ``current`` to it in
 one SET, so a reader sees either the old complete generation or the new one.
 Stream views write to the fixed generation ``live``.

@@ -24,7 +24,10 @@ path is the subject of ``notebooks/model_serving.ipynb``.
   backend.
 * :mod:`~mlsd_lib.serving.gateway`: the HTTP API gateway
   (``python -m mlsd_lib.serving.gateway``).
-* :mod:`~mlsd_lib.serving.loadgen`: bounded, loopback-only load generation.
+* :mod:`~mlsd_lib.serving.loadgen`: bounded, loopback-only load generation;
+  :mod:`~mlsd_lib.serving.batching`: Triton with and without dynamic batching.
+* :mod:`~mlsd_lib.serving.ctr_net`: the small click model the serving chapter
+  ships.
 """
 
 from mlsd_lib.serving.model_server import ModelServer, TensorSpec, start_model_server

@@ -6,7 +6,10 @@ next to every outcome, so a model's quality can be stated as a distance from the
 optimum.
 
 * :mod:`~mlsd_lib.worlds.ads`: users, ads and contexts, with interactions,
-  position bias, drift and delayed clicks.
+  position bias, drift and delayed clicks; its knobs in
+  :mod:`~mlsd_lib.worlds.ads_config`, its true p(click) in
+  :mod:`~mlsd_lib.worlds.ads_truth`, and the log it writes in
+  :mod:`~mlsd_lib.worlds.ads_log`.
 """
 
 from mlsd_lib.worlds.ads import (

@@ -10,6 +10,9 @@ Introduced in ``notebooks/model_serving.ipynb``. One concept per module:
   within a time budget, with their fallbacks;
 - :mod:`~mlsd_lib.serving.gateway.shadow`: shadow scoring off the request path;
 - :mod:`~mlsd_lib.serving.gateway.impressions`: the append-only impression log;
+  :mod:`~mlsd_lib.serving.gateway.background`: the bounded worker thread under
+  it and the shadow; :mod:`~mlsd_lib.serving.gateway.throttled_log`: one
+  warning a second for a failing model, with a count;
 - :mod:`~mlsd_lib.serving.gateway.state`: one running gateway's parts, shared by
   every route, and :meth:`~mlsd_lib.serving.gateway.state.GatewayState.answer`,
   the entry point for routes built on the gateway;
@@ -19,7 +22,12 @@ Introduced in ``notebooks/model_serving.ipynb``. One concept per module:
 - :mod:`~mlsd_lib.serving.gateway.health`: ``/healthz`` and ``/readyz``;
 - :mod:`~mlsd_lib.serving.gateway.admin`: ``POST /admin/reload``, the hot swap
   (:mod:`~mlsd_lib.serving.gateway.hotswap`);
+- :mod:`~mlsd_lib.serving.gateway.deploy`: the model registry's stages as
+  deployments, loaded onto the model servers;
 - :mod:`~mlsd_lib.serving.gateway.app`: the FastAPI app that puts them together;
+  :mod:`~mlsd_lib.serving.gateway.server`: that app under uvicorn on a thread;
+- :mod:`~mlsd_lib.serving.gateway.traffic`: steady background load with every
+  request recorded (hot swaps, fault drills);
 - :mod:`~mlsd_lib.serving.gateway.demo` and ``python -m mlsd_lib.serving.gateway
   --demo``: a real uvicorn server on loopback with a small seeded deployment.
 """
