@@ -124,3 +124,22 @@ def test_every_notebook_is_in_the_book():
         if ".ipynb_checkpoints" not in path.parts
     }
     assert notebooks - set(TOC) == set()
+
+
+def test_every_notebook_takes_its_seed_from_mlsd_seed():
+    """The README promises that MLSD_SEED seeds the notebooks: each parameters
+    cell reads it through load_settings() instead of hard-coding a number."""
+    import json
+
+    notebooks = sorted(ROOT.glob("notebooks/*.ipynb")) + sorted(
+        ROOT.glob("casestudies/*/*.ipynb")
+    )
+    assert notebooks
+    hard_coded = []
+    for path in notebooks:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        parameters = next((c for c in code if c.startswith("# Parameters")), "")
+        if "SEED" in parameters and "SEED = load_settings().seed" not in parameters:
+            hard_coded.append(path.name)
+    assert hard_coded == [], f"these notebooks hard-code SEED: {hard_coded}"
