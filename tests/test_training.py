@@ -159,3 +159,42 @@ def test_adagrad_for_the_tables_also_learns() -> None:
     assert result.train_losses[-1] < result.train_losses[0]
     with pytest.raises(ValueError, match="sparse_optimizer"):
         train(model, data, epochs=1, sparse_optimizer="sgd", progress=False)
+
+
+def test_a_config_is_one_frozen_value_and_keywords_replace_its_fields() -> None:
+    from dataclasses import FrozenInstanceError, replace
+
+    from mlsd_lib.models import TrainingConfig
+
+    config = TrainingConfig(lr=0.05, epochs=3)
+    with pytest.raises(FrozenInstanceError):
+        config.lr = 0.1  # type: ignore[misc]
+    assert replace(config, epochs=5).lr == 0.05
+    with pytest.raises(ModelInputError, match="sparse_optimizer"):
+        TrainingConfig(sparse_optimizer="sgd")
+    data = signal_data(400, 0)
+    same = []
+    for kwargs in ({"config": config}, {"lr": 0.05, "epochs": 3}):
+        model = HashedLogisticRegression.from_data(data)
+        result = train(model, data, progress=False, **kwargs)
+        same.append((len(result.history), result.train_losses[-1]))
+    assert same[0] == same[1]  # a config and its keywords train alike
+
+
+def test_early_stopping_keeps_the_best_epoch_and_waits_patience_epochs() -> None:
+    from mlsd_lib.models import EarlyStopping
+
+    model = torch.nn.Linear(1, 1)
+    stopping = EarlyStopping(patience=2)
+    losses = [0.5, 0.4, 0.45, 0.41, 0.39]
+    stops = []
+    for epoch, loss in enumerate(losses):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stops.append(stopping.should_stop(epoch, loss, model))
+    assert stops == [False, False, False, True, False]
+    assert (stopping.best_epoch, stopping.best_loss) == (4, 0.39)
+    with torch.no_grad():
+        model.weight.fill_(-1.0)
+    stopping.restore_best(model)
+    assert model.weight.item() == 4.0

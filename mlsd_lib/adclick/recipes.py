@@ -37,6 +37,7 @@ from mlsd_lib.models import (
     DeepFM,
     GBDTPlusLR,
     HashedLogisticRegression,
+    TrainingConfig,
     TrainingResult,
     predict_proba,
     train,
@@ -53,11 +54,12 @@ DISPLAY_NAMES = {
     "dcn_v2": "DCN-V2",
     "ensemble": "ensemble",
 }
-#: Optimizer settings per torch model (see the module docstring).
-TORCH_TRAINING = {
-    "lr": {"lr": 0.01, "embedding_l2": 100.0},
-    "deepfm": {"lr": 0.01, "embedding_l2": 100.0},
-    "dcn_v2": {"lr": 0.01, "embedding_l2": 100.0},
+#: Optimizer settings per torch model (see the module docstring); the budget
+#: (epochs, batch size, patience), the seed and the threads are set per run.
+TORCH_TRAINING: dict[str, TrainingConfig] = {
+    "lr": TrainingConfig(lr=0.01, embedding_l2=100.0),
+    "deepfm": TrainingConfig(lr=0.01, embedding_l2=100.0),
+    "dcn_v2": TrainingConfig(lr=0.01, embedding_l2=100.0),
 }
 
 
@@ -134,13 +136,13 @@ def fit_model(
         model,
         train_data,
         valid_data,
+        TORCH_TRAINING[name],
         epochs=budget.epochs,
         batch_size=budget.batch_size,
         patience=budget.patience,
         seed=seed,
         progress=progress,
         num_threads=1,
-        **TORCH_TRAINING[name],  # type: ignore[arg-type]
     )
     model.eval()
     return FittedModel(

@@ -6,6 +6,11 @@ stopping on *validation* log loss that puts back the best epoch's weights:
 a CTR model overfits its id embeddings within a few epochs, and the epoch to
 stop at is a property of the data, not a constant.
 
+The loop is a few named steps over one frozen :class:`TrainingConfig`:
+:func:`fit_epoch` (one pass of minibatch steps), :func:`evaluate` (validation
+log loss) and :class:`EarlyStopping` (keep the best epoch, stop when patience
+runs out); :func:`train` strings them together.
+
 Embedding tables are large and each batch touches few of their rows, so the
 loop updates parameters with sparse gradients (``nn.Embedding(sparse=True)``)
 by a lazy Adam (``torch.optim.SparseAdam``: only the rows in the batch move)
@@ -18,7 +23,7 @@ import contextlib
 import copy
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -165,7 +170,7 @@ def _optimizers(
     elif sparse and sparse_optimizer == "adagrad":
         optimizers.append(torch.optim.Adagrad(sparse, lr=sparse_lr))
     elif sparse:
-        raise ValueError(
+        raise ModelInputError(
             f"sparse_optimizer must be 'adam' or 'adagrad', not {sparse_optimizer!r}."
         )
     if dense:
@@ -203,99 +208,198 @@ def _l2_hook(
     return module.register_forward_hook(hook)
 
 
+#: How sparse embedding rows can be stepped (see :class:`TrainingConfig`).
+SPARSE_OPTIMIZERS = ("adam", "adagrad")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How :func:`train` fits a model: one frozen value instead of a dozen arguments.
+
+    A recipe keeps one per model (:data:`mlsd_lib.adclick.recipes.TORCH_TRAINING`)
+    and a notebook changes one field with ``train(..., lr=0.05)`` or
+    :func:`dataclasses.replace`; the recommender's and the visual embedder's
+    loops reuse it rather than growing ``train``'s signature.
+
+    - ``epochs``, ``batch_size``: the most passes over the data, rows per step.
+    - ``lr``, ``weight_decay``: AdamW on the dense parameters.
+    - ``embedding_l2``: the lazy per-row L2 prior on embedding tables: a batch
+      adds, for each vector it looked up, ``embedding_l2 * |v|^2 / (count *
+      batch)`` with ``count`` the row's frequency in the training data, so per
+      epoch each row pays the same prior, without a dense step over the whole
+      table (see :func:`_l2_hook`).
+    - ``sparse_optimizer``, ``sparse_lr``: how sparse embedding rows are stepped,
+      at ``sparse_lr`` (default ``lr``): ``"adam"`` is lazy Adam
+      (``SparseAdam``); ``"adagrad"`` shrinks each row's step as the row is seen
+      more often, the classic choice for CTR tables where most ids are rare
+      (McMahan et al. 2013).
+    - ``patience``: epochs without a better validation log loss before stopping
+      (:class:`EarlyStopping`).
+    - ``seed``: fixes the shuffles (and any dropout); with deterministic
+      algorithms on for the call, the same seed gives bit-identical weights on
+      the same machine and torch build.
+    - ``progress``: a tqdm bar; ``num_threads``: torch's intra-op threads for the
+      call only (see :func:`torch_threads`).
+    """
+
+    epochs: int = 10
+    batch_size: int = 4096
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    embedding_l2: float = 0.0
+    sparse_optimizer: str = "adam"
+    sparse_lr: float | None = None
+    patience: int = 2
+    seed: int = 0
+    progress: bool = True
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ModelInputError(
+                f"epochs, batch_size and patience must be >= 1 (got {self.epochs}, "
+                f"{self.batch_size}, {self.patience})."
+            )
+        if self.sparse_optimizer not in SPARSE_OPTIMIZERS:
+            raise ModelInputError(
+                f"sparse_optimizer must be 'adam' or 'adagrad', not "
+                f"{self.sparse_optimizer!r}."
+            )
+
+
+class EarlyStopping:
+    """Keep the weights of the best validation epoch; say when to stop.
+
+    A CTR model overfits its id embeddings within a few epochs, and the epoch
+    to stop at is a property of the data, not a constant: stop once validation
+    log loss has not improved for ``patience`` epochs, and put back the best
+    epoch's weights.
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_loss = float("inf")
+        self.best_epoch = -1
+        self._best_state: dict | None = None
+
+    def should_stop(self, epoch: int, valid_loss: float, model: nn.Module) -> bool:
+        """Record this epoch's validation loss; True once patience has run out."""
+        if valid_loss < self.best_loss:
+            self.best_loss, self.best_epoch = valid_loss, epoch
+            self._best_state = copy.deepcopy(model.state_dict())
+            return False
+        return epoch - self.best_epoch >= self.patience
+
+    def restore_best(self, model: nn.Module) -> None:
+        """Load the best epoch's weights back into ``model`` (if any was seen)."""
+        if self._best_state is not None:
+            model.load_state_dict(self._best_state)
+
+
+def evaluate(model: nn.Module, data: CTRData) -> float:
+    """Validation log loss of ``model`` on ``data`` (eval mode, no gradients)."""
+    return _log_loss_from_logits(predict_logits(model, data), data.labels)
+
+
+@dataclass
+class _Step:
+    """What one optimization step needs besides the batch."""
+
+    optimizers: list[torch.optim.Optimizer]
+    loss_fn: nn.Module
+    penalties: list[torch.Tensor]
+
+
+def fit_epoch(
+    model: nn.Module,
+    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    order: torch.Tensor,
+    batch_size: int,
+    step: _Step,
+) -> float:
+    """One pass over the rows in ``order``; the mean training loss.
+
+    Each batch adds the embedding prior's penalties that its forward pass
+    collected (see :class:`TrainingConfig`) to the loss before the step.
+    """
+    dense, categorical, labels = tensors
+    model.train()
+    total = 0.0
+    for i in range(0, len(order), batch_size):
+        index = order[i : i + batch_size]
+        step.penalties.clear()
+        logits = model(dense[index], categorical[index])
+        loss = step.loss_fn(logits, labels[index])
+        objective = loss
+        for penalty in step.penalties:
+            objective = objective + penalty / len(index)
+        for optimizer in step.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        for optimizer in step.optimizers:
+            optimizer.step()
+        total += float(loss.detach()) * len(index)
+    return total / len(order)
+
+
 def train(
     model: nn.Module,
     train_data: CTRData,
     valid_data: CTRData | None = None,
-    *,
-    epochs: int = 10,
-    batch_size: int = 4096,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    embedding_l2: float = 0.0,
-    sparse_optimizer: str = "adam",
-    sparse_lr: float | None = None,
-    patience: int = 2,
-    seed: int = 0,
-    progress: bool = True,
-    num_threads: int | None = None,
+    config: TrainingConfig | None = None,
+    **overrides: object,
 ) -> TrainingResult:
     """Fit ``model`` (logits out) by minibatch BCE; keep the best validation epoch.
 
-    With ``valid_data``, training stops once validation log loss has not
-    improved for ``patience`` epochs and the weights of the best epoch are
-    restored; without it, all ``epochs`` run and the last weights stay.
-    ``seed`` fixes the shuffles (and any dropout), and deterministic algorithms
-    are switched on for the duration of the call, so the same seed gives
-    bit-identical weights on the same machine and torch build.
-
-    ``weight_decay`` (AdamW) applies to the dense parameters. Embedding rows
-    are regularized *lazily* by ``embedding_l2``: a batch adds, for each vector
-    it looked up, ``embedding_l2 * |v|^2 / (count * batch)`` with ``count`` the
-    row's frequency in ``train_data``, so per epoch each row pays the same L2
-    prior, without a dense step over the whole table (see :func:`_l2_hook`).
-    ``num_threads`` sets torch's intra-op
-    threads for the call only (see :func:`torch_threads`).
-
-    Sparse embedding rows are stepped by ``sparse_optimizer`` at ``sparse_lr``
-    (default ``lr``): ``"adam"`` is lazy Adam (``SparseAdam``); ``"adagrad"``
-    shrinks each row's step as the row is seen more often, the classic choice
-    for CTR tables where most ids are rare (McMahan et al. 2013).
+    ``config`` (default :class:`TrainingConfig`) with any field replaced by a
+    keyword (``train(model, data, epochs=3)``). Each epoch is :func:`fit_epoch`
+    then, with ``valid_data``, :func:`evaluate` and :class:`EarlyStopping`:
+    training stops once validation log loss has not improved for ``patience``
+    epochs and the best epoch's weights are restored; without ``valid_data``,
+    all ``epochs`` run and the last weights stay.
     """
-    if epochs < 1 or batch_size < 1 or patience < 1:
-        raise ValueError(
-            f"epochs, batch_size and patience must be >= 1 (got {epochs}, "
-            f"{batch_size}, {patience})."
-        )
+    config = replace(config or TrainingConfig(), **overrides)  # type: ignore[arg-type]
     _check(model, train_data, "training")
     if valid_data is not None:
         _check(model, valid_data, "validation")
-    dense, categorical, labels = to_tensors(train_data)
+    tensors = to_tensors(train_data)
     n = len(train_data)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    optimizers = _optimizers(model, lr, weight_decay, sparse_optimizer, sparse_lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    looked_up: list[torch.Tensor] = []
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    step = _Step(
+        _optimizers(
+            model,
+            config.lr,
+            config.weight_decay,
+            config.sparse_optimizer,
+            config.sparse_lr,
+        ),
+        nn.BCEWithLogitsLoss(),
+        [],
+    )
     hooks = []
-    if embedding_l2 > 0:
+    if config.embedding_l2 > 0:
         for module in model.modules():
             if isinstance(module, FieldEmbedding):
-                hooks.append(_l2_hook(module, categorical, embedding_l2, looked_up))
+                hooks.append(
+                    _l2_hook(module, tensors[1], config.embedding_l2, step.penalties)
+                )
     history: list[EpochRecord] = []
-    best_loss, best_epoch, best_state = float("inf"), -1, None
-    stopped_early = False
+    stopping = EarlyStopping(config.patience)
+    last_epoch, stopped_early = -1, False
     start = time.perf_counter()
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
-    bar = tqdm(range(epochs), desc=type(model).__name__, disable=not progress)
+    bar = tqdm(
+        range(config.epochs), desc=type(model).__name__, disable=not config.progress
+    )
     try:
-        with torch_threads(num_threads):
+        with torch_threads(config.num_threads):
             for epoch in bar:
                 epoch_start = time.perf_counter()
-                model.train()
                 order = torch.randperm(n, generator=generator)
-                total = 0.0
-                for i in range(0, n, batch_size):
-                    index = order[i : i + batch_size]
-                    looked_up.clear()
-                    logits = model(dense[index], categorical[index])
-                    loss = loss_fn(logits, labels[index])
-                    objective = loss
-                    for penalty in looked_up:
-                        objective = objective + penalty / len(index)
-                    for optimizer in optimizers:
-                        optimizer.zero_grad(set_to_none=True)
-                    objective.backward()
-                    for optimizer in optimizers:
-                        optimizer.step()
-                    total += float(loss.detach()) * len(index)
-                train_loss = total / n
-                valid_loss = None
-                if valid_data is not None:
-                    valid_loss = _log_loss_from_logits(
-                        predict_logits(model, valid_data), valid_data.labels
-                    )
+                train_loss = fit_epoch(model, tensors, order, config.batch_size, step)
+                valid_loss = None if valid_data is None else evaluate(model, valid_data)
                 history.append(
                     EpochRecord(
                         epoch, train_loss, valid_loss, time.perf_counter() - epoch_start
@@ -305,14 +409,11 @@ def train(
                     train=f"{train_loss:.4f}",
                     valid="-" if valid_loss is None else f"{valid_loss:.4f}",
                 )
-                if valid_loss is None:
-                    best_epoch = epoch
-                    continue
-                if valid_loss < best_loss:
-                    best_loss, best_epoch = valid_loss, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                elif epoch - best_epoch >= patience:
-                    stopped_early = epoch < epochs - 1
+                last_epoch = epoch
+                if valid_loss is not None and stopping.should_stop(
+                    epoch, valid_loss, model
+                ):
+                    stopped_early = epoch < config.epochs - 1
                     break
     finally:
         for hook in hooks:
@@ -320,12 +421,11 @@ def train(
         bar.close()
         torch.use_deterministic_algorithms(previous_determinism)
         model.eval()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    stopping.restore_best(model)
     return TrainingResult(
         history=tuple(history),
-        best_epoch=best_epoch,
-        best_valid_log_loss=None if valid_data is None else best_loss,
+        best_epoch=last_epoch if valid_data is None else stopping.best_epoch,
+        best_valid_log_loss=None if valid_data is None else stopping.best_loss,
         stopped_early=stopped_early,
         seconds=time.perf_counter() - start,
     )
