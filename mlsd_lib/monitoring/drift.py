@@ -278,6 +278,15 @@ class DriftReport:
         warn: float = PSI_WARN,
         alert: float = PSI_ALERT,
     ) -> DriftReport:
+        """PSI of each feature, ``current`` against ``reference``.
+
+        ``features`` defaults to every column of ``reference``. A column is
+        treated as categorical (one bin per value) when named in
+        ``categorical`` or when it holds strings, booleans or few distinct
+        integers; other columns get ``num_bins`` quantile bins of the reference.
+        ``warn`` and ``alert`` are the PSI thresholds :meth:`status` applies
+        (0.1 and 0.25 by the usual rule of thumb).
+        """
         names = list(features) if features is not None else list(reference.keys())
         forced = set(categorical or ())
         values: dict[str, float] = {}

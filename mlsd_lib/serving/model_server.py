@@ -45,7 +45,10 @@ class ModelServer(Protocol):
         inputs: tuple[TensorSpec, ...],
         outputs: tuple[TensorSpec, ...],
         max_batch_size: int = 64,
-    ) -> None: ...
+    ) -> None:
+        """Serve the Python callable ``infer_fn`` as model ``name``: batched
+        ``inputs`` in, batched ``outputs`` out, at most ``max_batch_size`` rows."""
+        ...
 
     def load_artifact(
         self,
@@ -60,17 +63,30 @@ class ModelServer(Protocol):
         max_batch_size: int,
         dynamic_batching: bool = True,
         max_queue_delay_us: int = 0,
-    ) -> None: ...
+    ) -> None:
+        """Serve registered ``version`` of a model from its file as ``name``,
+        after checking the file's ``sha256``; return once it answers."""
+        ...
 
-    def has_model(self, name: str) -> bool: ...
+    def has_model(self, name: str) -> bool:
+        """Whether ``name`` is served now."""
+        ...
 
     def infer(
         self, model: str, inputs: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]: ...
+    ) -> dict[str, np.ndarray]:
+        """Score one batch: named arrays in (batch axis first), named arrays out.
+        Inputs that do not match the model's tensors are refused with
+        :class:`~mlsd_lib.serving.tensors.MalformedRequest` before they reach it."""
+        ...
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        """One line saying which server this is and where, for the notebook."""
+        ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Stop the server and everything it started (idempotent)."""
+        ...
 
     def __enter__(self) -> ModelServer: ...
 

@@ -80,6 +80,13 @@ class ModelVersion:
         return [feature for feature, _ in self.input_schema]
 
     def to_json(self) -> dict[str, Any]:
+        """The version's ``metadata.json``: the on-disk format of the registry.
+
+        ``artifact`` is the file's name only (never a path, so a registry folder
+        can move), ``input_schema`` the ordered ``[feature, dtype]`` pairs the
+        gateway fetches, ``training_window`` two ISO dates, ``metrics`` the
+        offline figures, ``git_commit`` the code that trained it (or null).
+        """
         return {
             "name": self.name,
             "version": self.version,
@@ -96,6 +103,12 @@ class ModelVersion:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], folder: Path) -> ModelVersion:
+        """Read :meth:`to_json`'s format back; the artifact lives in ``folder``.
+
+        An artifact name that is not one of the registry's own file names is
+        refused (:class:`IntegrityError`): metadata never points outside its
+        version folder.
+        """
         artifact = str(data["artifact"])
         if artifact not in ARTIFACT_FILES.values():
             # Never follow a path from metadata out of the version folder.
