@@ -282,8 +282,9 @@ class DriftReport:
 
         ``features`` defaults to every column of ``reference``. A column is
         treated as categorical (one bin per value) when named in
-        ``categorical`` or when it holds strings, booleans or few distinct
-        integers; other columns get ``num_bins`` quantile bins of the reference.
+        ``categorical`` or when it holds strings, booleans or a pandas
+        ``Categorical``; other columns get ``num_bins`` quantile bins of the
+        reference.
         ``warn`` and ``alert`` are the PSI thresholds :meth:`status` applies
         (0.1 and 0.25 by the usual rule of thumb).
         """
