@@ -291,7 +291,7 @@ def test_open_loop_measures_from_the_scheduled_time(monkeypatch):
     def oversleep(seconds: float) -> None:  # the generator wakes up 50 ms late once
         real_sleep(seconds + (0.05 if next(turns) == 5 else 0))
 
-    monkeypatch.setattr(loadgen.time, "sleep", oversleep)
+    monkeypatch.setattr(loadgen.loops.time, "sleep", oversleep)
     result = run_open_loop(lambda: None, 50, duration_s=0.2, arrivals="uniform")
     assert result.count == 10
     assert result.max_ms >= 50  # the sixth request, due 50 ms before it left
