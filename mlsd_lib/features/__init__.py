@@ -16,7 +16,10 @@ Introduced in ``notebooks/feature_store.ipynb`` and
 * :mod:`~mlsd_lib.features.event_stream`: the event schema and the producer
   (Redis Streams).
 * :mod:`~mlsd_lib.features.stream_processor`: the consumer-group processor, run as
-  ``python -m mlsd_lib.features.stream_processor``.
+  ``python -m mlsd_lib.features.stream_processor``; its extra keys in
+  :mod:`~mlsd_lib.features.stream_keys`, its process in
+  :mod:`~mlsd_lib.features.stream_launcher`, and how fresh its features are in
+  :mod:`~mlsd_lib.features.stream_freshness`.
 * :mod:`~mlsd_lib.features.read_strategies`: the per-feature layouts the packed
   one is measured against.
 * :mod:`~mlsd_lib.features.examples`: a small seeded ads example for the notebooks

@@ -15,8 +15,8 @@ Keys (``{}`` are filled in; ``|`` joins multi-column entity keys)::
     fs:{view}@v{version}:counter              -> the last generation number handed out
     fs:{view}@v{version}:g{generation}:{key}  -> the packed record
 
-and, written by the stream processor (:mod:`mlsd_lib.features.stream_processor`,
-whose functions of the same names build them)::
+and, written by the stream processor (:mod:`mlsd_lib.features.stream_keys` has
+the functions of the same names that build them)::
 
     fs:{view}@v{version}:win:{key}  -> state_key: one entity's window counters
     fs:seen:{stream}:{event_id}     -> dedup_key: this event was applied (TTL)

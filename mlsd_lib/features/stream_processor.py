@@ -32,6 +32,11 @@ retention later is also counted twice (offline, it is counted once).
 The Lua script is plain Lua 5.1 without the ``struct`` library (fakeredis lacks
 it): the float32 counts are encoded by hand, exactly as ``numpy`` would, and the
 float64 timestamp header arrives pre-packed from Python.
+
+Around the processor, one concept per module: its extra keys in
+:mod:`~mlsd_lib.features.stream_keys`, running it as a process in
+:mod:`~mlsd_lib.features.stream_launcher`, and measuring freshness in
+:mod:`~mlsd_lib.features.stream_freshness`.
 """
 
 from __future__ import annotations
@@ -41,30 +46,52 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import redis
 
-from mlsd_lib.features.event_stream import AdEvent, InvalidEvent, publish
+from mlsd_lib.features.event_stream import AdEvent, InvalidEvent
 from mlsd_lib.features.records import (
     HEADER,
     LIVE_GENERATION,
     current_key,
     entity_key,
     record_key,
-    unpack,
-    view_prefix,
+)
+from mlsd_lib.features.stream_freshness import measure_freshness, read_live_record
+from mlsd_lib.features.stream_keys import dead_letter_stream, dedup_key, state_key
+from mlsd_lib.features.stream_launcher import (
+    PROCESSOR_OPTIONS,
+    processor_command,
+    start_processor,
+    summary_of,
 )
 from mlsd_lib.features.views import FeatureStoreError
 from mlsd_lib.features.windows import ADS_STREAM, StreamAggregation, ads_aggregations
-from mlsd_lib.processes import die_with_parent
+
+#: The processor itself is defined here; its keys, launcher and freshness
+#: measurement live in modules of their own and are importable from here too.
+__all__ = [
+    "CRASH_EXIT_CODE",
+    "FLOAT32_LUA",
+    "PROCESSOR_OPTIONS",
+    "ProcessorCounts",
+    "StreamProcessor",
+    "dead_letter_stream",
+    "dedup_key",
+    "main",
+    "measure_freshness",
+    "processor_command",
+    "read_live_record",
+    "start_processor",
+    "state_key",
+    "summary_of",
+]
 
 #: The exit status of a processor that crashed on purpose (``--crash-after``).
 CRASH_EXIT_CODE = 3
@@ -159,21 +186,6 @@ redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
 )
-
-
-def dead_letter_stream(stream: str) -> str:
-    """Where poison messages from ``stream`` go."""
-    return f"{stream}:dead"
-
-
-def dedup_key(stream: str, event_id: str) -> str:
-    """The marker that says an event from ``stream`` was applied."""
-    return f"fs:seen:{stream}:{event_id}"
-
-
-def state_key(aggregation: StreamAggregation, entity: str) -> str:
-    """The hash of one entity's per-bucket counters (plus its newest time)."""
-    return f"{view_prefix(aggregation.view)}:win:{entity}"
 
 
 def _text(value: object) -> str:
@@ -475,116 +487,6 @@ class StreamProcessor:
                 next_claim = now + claim_every_s
             if received:
                 last_received = time.monotonic()
-
-
-# --- running it as a process -------------------------------------------------------
-
-_OPTIONS = {
-    "batch_size": int,
-    "block_ms": int,
-    "min_idle_ms": int,
-    "max_deliveries": int,
-    "dedup_retention_s": float,
-    "max_events": int,
-    "idle_exit_s": float,
-    "max_runtime_s": float,
-    "crash_after": int,
-}
-
-
-def processor_command(
-    redis_url: str, *, stream: str, group: str, consumer: str, **options: Any
-) -> list[str]:
-    """The command line that runs one processor (``python -m ...``)."""
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"unknown processor options {unknown} (known: {list(_OPTIONS)})."
-        )
-    command = [
-        sys.executable, "-m", "mlsd_lib.features.stream_processor",
-        "--redis-url", redis_url, "--stream", stream, "--group", group,
-        "--consumer", consumer,
-    ]  # fmt: skip
-    for name, value in options.items():
-        if value is not None:
-            command += ["--" + name.replace("_", "-"), str(value)]
-    return command
-
-
-def start_processor(
-    redis_url: str, *, stream: str, group: str, consumer: str, **options: Any
-) -> subprocess.Popen[str]:
-    """Start a processor as a child process (it dies with this one, on Linux)."""
-    return subprocess.Popen(
-        processor_command(
-            redis_url, stream=stream, group=group, consumer=consumer, **options
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=die_with_parent(),
-    )
-
-
-def summary_of(stdout: str) -> dict[str, Any]:
-    """The JSON summary a processor prints as its last line."""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise RuntimeError(
-            "the processor printed no JSON summary (did it crash? see its stderr); "
-            f"its output ends: {stdout[-500:]!r}"
-        ) from None
-
-
-def read_live_record(
-    client: redis.Redis, aggregation: StreamAggregation, entity: object
-) -> tuple[float, np.ndarray] | None:
-    """One entity's online record for a stream view, unpacked (None if absent)."""
-    view = aggregation.view
-    raw = client.get(record_key(view, LIVE_GENERATION, entity_key([entity])))
-    return None if raw is None else unpack(raw, len(view.features))
-
-
-def measure_freshness(
-    client: redis.Redis,
-    stream: str,
-    aggregation: StreamAggregation,
-    events: Sequence[AdEvent],
-    *,
-    timeout_s: float = 5.0,
-    process: Callable[[], object] | None = None,
-) -> np.ndarray:
-    """Seconds from XADD to the feature being visible, one per event.
-
-    Each event is re-timed to the wall clock, published, and its entity's record
-    polled until it carries that time. ``process`` is called in the polling loop
-    (an in-process processor's ``step``); leave it None when a processor runs in
-    another process. Bounded: at most ``timeout_s`` per event.
-    """
-    latencies = np.empty(len(events), dtype=np.float64)
-    for i, event in enumerate(events):
-        event = replace(event, timestamp=time.time())
-        entity = getattr(event, aggregation.entity_field)
-        publish(client, stream, [event])
-        sent = time.perf_counter()
-        while True:
-            if process is not None:
-                process()
-            record = read_live_record(client, aggregation, entity)
-            if record is not None and record[0] >= event.timestamp:
-                break
-            if time.perf_counter() - sent > timeout_s:
-                raise TimeoutError(
-                    f"event {event.event_id} was not visible in view "
-                    f"{aggregation.view.name!r} after {timeout_s} s: is a processor "
-                    f"consuming stream {stream!r}?"
-                )
-        latencies[i] = time.perf_counter() - sent
-    return latencies
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,0 +1,76 @@
+"""The stream processor as a process of its own: its command line, start, summary.
+
+Introduced in ``notebooks/streaming_features.ipynb``: the notebook and the crash
+tests run real processor processes (``python -m
+mlsd_lib.features.stream_processor``) and read the JSON summary each prints.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from mlsd_lib.processes import die_with_parent
+
+#: The processor's tuning options, as :func:`processor_command` accepts them.
+PROCESSOR_OPTIONS = {
+    "batch_size": int,
+    "block_ms": int,
+    "min_idle_ms": int,
+    "max_deliveries": int,
+    "dedup_retention_s": float,
+    "max_events": int,
+    "idle_exit_s": float,
+    "max_runtime_s": float,
+    "crash_after": int,
+}
+
+
+def processor_command(
+    redis_url: str, *, stream: str, group: str, consumer: str, **options: Any
+) -> list[str]:
+    """The command line that runs one processor (``python -m ...``)."""
+    unknown = sorted(set(options) - set(PROCESSOR_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"unknown processor options {unknown} (known: {list(PROCESSOR_OPTIONS)})."
+        )
+    command = [
+        sys.executable, "-m", "mlsd_lib.features.stream_processor",
+        "--redis-url", redis_url, "--stream", stream, "--group", group,
+        "--consumer", consumer,
+    ]  # fmt: skip
+    for name, value in options.items():
+        if value is not None:
+            command += ["--" + name.replace("_", "-"), str(value)]
+    return command
+
+
+def start_processor(
+    redis_url: str, *, stream: str, group: str, consumer: str, **options: Any
+) -> subprocess.Popen[str]:
+    """Start a processor as a child process (it dies with this one, on Linux)."""
+    return subprocess.Popen(
+        processor_command(
+            redis_url, stream=stream, group=group, consumer=consumer, **options
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent(),
+    )
+
+
+def summary_of(stdout: str) -> dict[str, Any]:
+    """The JSON summary a processor prints as its last line."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(
+            "the processor printed no JSON summary (did it crash? see its stderr); "
+            f"its output ends: {stdout[-500:]!r}"
+        ) from None
