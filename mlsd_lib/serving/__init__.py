@@ -27,7 +27,7 @@ path is the subject of ``notebooks/model_serving.ipynb``.
 * :mod:`~mlsd_lib.serving.loadgen`: bounded, loopback-only load generation;
   :mod:`~mlsd_lib.serving.batching`: Triton with and without dynamic batching.
 * :mod:`~mlsd_lib.serving.ctr_net`: the small click model the serving chapter
-  ships.
+  ships; :mod:`~mlsd_lib.serving.per_thread`: one client per calling thread.
 """
 
 from mlsd_lib.serving.model_server import ModelServer, TensorSpec, start_model_server

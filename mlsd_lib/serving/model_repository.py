@@ -220,6 +220,11 @@ def build_model_config(
     return config
 
 
+def _check_model_name(name: str) -> None:
+    if not name or "/" in name or name.startswith("."):
+        raise InvalidModelConfig(f"model name {name!r} must be a plain folder name.")
+
+
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -258,8 +263,7 @@ def write_triton_repository(
     source = Path(torchscript_path)
     if not source.is_file():
         raise FileNotFoundError(f"TorchScript file {source} does not exist.")
-    if not name or "/" in name or name.startswith("."):
-        raise InvalidModelConfig(f"model name {name!r} must be a plain folder name.")
+    _check_model_name(name)
     if version < 1:
         raise InvalidModelConfig(f"Triton model versions start at 1, got {version}.")
     config = build_model_config(
@@ -350,8 +354,7 @@ def write_python_backend_model(
             f"format {format!r} cannot be served by the Python backend; export "
             f"the model as one of {SERVABLE_FORMATS} (mlsd_lib.serving.export)."
         )
-    if not name or "/" in name or name.startswith("."):
-        raise InvalidModelConfig(f"model name {name!r} must be a plain folder name.")
+    _check_model_name(name)
     if threads < 1:
         raise InvalidModelConfig(f"threads must be >= 1, got {threads}.")
     config = build_model_config(

@@ -8,8 +8,7 @@ module per protocol with near-identical classes, so one thin wrapper serves both
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -19,6 +18,7 @@ from tritonclient.utils import np_to_triton_dtype
 
 from mlsd_lib.net import LOOPBACK
 from mlsd_lib.serving.inprocess import ModelServerNotRunning
+from mlsd_lib.serving.per_thread import PerThread
 from mlsd_lib.serving.tensors import check_inputs
 
 Protocol = Literal["http", "grpc"]
@@ -135,38 +135,6 @@ class TritonClient:
         self.close()
 
 
-class ClientPerThread:
-    """One :class:`TritonClient` per calling thread, all closed together.
-
-    ``tritonclient``'s HTTP client is not thread-safe (it runs on gevent), and
-    separate clients are also what lets concurrent callers reach Triton's
-    dynamic batcher together.
-    """
-
-    def __init__(self, make: Callable[[], TritonClient]) -> None:
-        self._make = make
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[TritonClient] = []
-
-    def get(self) -> TritonClient:
-        """This thread's client, made on first use."""
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._make()
-            self._local.client = client
-            with self._lock:
-                self._all.append(client)
-        return client
-
-    def close(self) -> None:
-        with self._lock:
-            clients, self._all = self._all, []
-        self._local = threading.local()
-        for client in clients:
-            client.close()
-
-
 class LoopbackTritonFrontEnd:
     """``infer`` and ``client`` of a ``tritonserver`` this library started.
 
@@ -174,7 +142,7 @@ class LoopbackTritonFrontEnd:
     (:class:`~mlsd_lib.serving.triton_repository_server.TritonRepositoryServer`
     and :class:`~mlsd_lib.serving.triton_server.TritonServer`): requests are
     checked against the model's declared tensors here, then sent on this
-    thread's own client (:class:`ClientPerThread`).
+    thread's own client (:class:`~mlsd_lib.serving.per_thread.PerThread`).
     """
 
     kind = "triton"
@@ -184,7 +152,7 @@ class LoopbackTritonFrontEnd:
     request_timeout_s: float
     http_port: int | None
     grpc_port: int | None
-    _clients: ClientPerThread | None
+    _clients: PerThread[TritonClient] | None
 
     def infer(
         self, model: str, inputs: Mapping[str, np.ndarray]

@@ -61,6 +61,7 @@ from mlsd_lib.serving.inprocess import (
     ModelServerNotRunning,
 )
 from mlsd_lib.serving.model_repository import write_python_backend_model
+from mlsd_lib.serving.per_thread import PerThread
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
 from mlsd_lib.serving.triton_cleanup import (
     Leftovers,
@@ -70,7 +71,6 @@ from mlsd_lib.serving.triton_cleanup import (
     reap_python_backend,
 )
 from mlsd_lib.serving.triton_client import (
-    ClientPerThread,
     LoopbackTritonFrontEnd,
     Protocol,
     TritonClient,
@@ -185,7 +185,7 @@ class TritonRepositoryServer(LoopbackTritonFrontEnd, ModelRegistryMixin):
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._control: TritonClient | None = None
-        self._clients: ClientPerThread | None = None
+        self._clients: PerThread[TritonClient] | None = None
         self._repository_lock = threading.Lock()
         self._version = "unknown"
         #: What :meth:`reap` found the last time it ran (tests read it).
@@ -270,8 +270,10 @@ class TritonRepositoryServer(LoopbackTritonFrontEnd, ModelRegistryMixin):
         port = self.http_port if self.protocol == "http" else self.grpc_port
         address = f"{LOOPBACK}:{port}"
         self._control = TritonClient(address, self.protocol, self.load_timeout_s)
-        self._clients = ClientPerThread(
-            lambda: TritonClient(address, self.protocol, self.request_timeout_s)
+        self._clients = PerThread(
+            lambda: TritonClient(address, self.protocol, self.request_timeout_s),
+            TritonClient.close,
+            f"the clients of {type(self).__name__}",
         )
         self._version = self._control.server_version()
         atexit.register(self.stop)  # a notebook kernel that exits stops it too
@@ -339,9 +341,10 @@ class TritonRepositoryServer(LoopbackTritonFrontEnd, ModelRegistryMixin):
         """Stop the server (idempotent): unload, exit, reap, delete the workspace."""
         self._stopping.set()
         atexit.unregister(self.stop)
-        for client in (self._control, self._clients):
-            if client is not None:
-                client.close()
+        if self._control is not None:
+            self._control.close()
+        if self._clients is not None:
+            self._clients.close_all()
         self._control, self._clients = None, None
         process = self._process
         if process is not None and process.poll() is None:

@@ -41,6 +41,7 @@ from mlsd_lib.serving.inprocess import (
     ModelRegistryMixin,
     ModelServerNotRunning,
 )
+from mlsd_lib.serving.per_thread import PerThread
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
 from mlsd_lib.serving.triton_cleanup import (
     Leftovers,
@@ -48,7 +49,6 @@ from mlsd_lib.serving.triton_cleanup import (
     reap_python_backend,
 )
 from mlsd_lib.serving.triton_client import (
-    ClientPerThread,
     LoopbackTritonFrontEnd,
     Protocol,
     TritonClient,
@@ -186,7 +186,7 @@ class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixi
         self._client: TritonClient | None = None
         self._version = "unknown"
         self._batching: dict[str, tuple[bool, int]] = {}
-        self._clients: ClientPerThread | None = None
+        self._clients: PerThread[TritonClient] | None = None
         #: The Python backend's shared-memory prefix PyTriton chose (in every
         #: stub's command line too): what :meth:`stop` reaps.
         self.shm_prefix: str | None = None
@@ -247,8 +247,10 @@ class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixi
         port = self.http_port if self.protocol == "http" else self.grpc_port
         address = f"{LOOPBACK}:{port}"
         self._client = TritonClient(address, self.protocol, self.request_timeout_s)
-        self._clients = ClientPerThread(
-            lambda: TritonClient(address, self.protocol, self.request_timeout_s)
+        self._clients = PerThread(
+            lambda: TritonClient(address, self.protocol, self.request_timeout_s),
+            TritonClient.close,
+            f"the clients of {type(self).__name__}",
         )
         self._version = self._client.server_version()
         return self
@@ -307,9 +309,10 @@ class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixi
 
     def stop(self) -> None:
         """Stop the server (idempotent) and delete its workspace."""
-        for client in (self._client, self._clients):
-            if client is not None:
-                client.close()
+        if self._client is not None:
+            self._client.close()
+        if self._clients is not None:
+            self._clients.close_all()
         self._client, self._clients = None, None
         triton, self._triton = self._triton, None
         if triton is not None:

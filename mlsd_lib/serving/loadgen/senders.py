@@ -9,10 +9,9 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,54 +19,11 @@ import httpx
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.loadgen.limits import MAX_SECONDS, check_range
 from mlsd_lib.serving.loadgen.targets import check_loopback
+from mlsd_lib.serving.per_thread import PerThread
 
 
 class RequestFailed(MlsdError, RuntimeError):
     """An HTTP request got a non-2xx answer; the message has status and body."""
-
-
-T = TypeVar("T")
-
-
-class _PerThread(Generic[T]):
-    """One ``T`` (a client, a connection) per calling thread, made on first use.
-
-    Those of threads that have finished are closed as new ones are made;
-    :meth:`close_all` closes the rest and refuses to make more.
-    """
-
-    def __init__(
-        self, make: Callable[[], T], close: Callable[[T], None], owner: str
-    ) -> None:
-        self._make, self._close, self._owner = make, close, owner
-        self._lock = threading.Lock()
-        self._items: dict[threading.Thread, T] = {}
-        self._closed = False
-
-    def get(self) -> T:
-        me = threading.current_thread()
-        item = self._items.get(me)
-        if item is not None:
-            return item
-        with self._lock:
-            if self._closed:
-                raise RequestFailed(f"this sender for {self._owner} has been closed")
-            for thread in [t for t in self._items if not t.is_alive()]:
-                self._close(self._items.pop(thread))
-            item = self._items[me] = self._make()
-            return item
-
-    def forget_mine(self) -> None:
-        """Drop this thread's item (already closed): the next get() makes one."""
-        with self._lock:
-            self._items.pop(threading.current_thread(), None)
-
-    def close_all(self) -> None:
-        with self._lock:
-            self._closed = True
-            items, self._items = list(self._items.values()), {}
-        for item in items:
-            self._close(item)
 
 
 class HttpSender:
@@ -96,12 +52,12 @@ class HttpSender:
         if json_body is not None:
             self._headers.setdefault("content-type", "application/json")
         self._timeout_s = timeout_s
-        self._clients: _PerThread[httpx.Client] = _PerThread(
+        self._clients: PerThread[httpx.Client] = PerThread(
             lambda: httpx.Client(
                 timeout=self._timeout_s, trust_env=False, follow_redirects=False
             ),
             lambda client: client.close(),
-            self.url,
+            f"this sender for {self.url}",
         )
 
     def _exchange(self) -> httpx.Response:
@@ -174,8 +130,10 @@ class LeanHttpSender(HttpSender):
         self._host = parts.hostname or ""
         self._port = parts.port or 80
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._connections: _PerThread[http.client.HTTPConnection] = _PerThread(
-            self._connect, lambda connection: connection.close(), self.url
+        self._connections: PerThread[http.client.HTTPConnection] = PerThread(
+            self._connect,
+            lambda connection: connection.close(),
+            f"this sender for {self.url}",
         )
 
     def _connect(self) -> http.client.HTTPConnection:
