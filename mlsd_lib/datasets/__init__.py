@@ -6,6 +6,8 @@ Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``.
   :func:`hash_ids`, the hashing trick.
 * :mod:`~mlsd_lib.datasets.criteo`: :func:`read_criteo`, the Criteo
   display-advertising TSV format, and :func:`write_criteo_sample`.
+* :mod:`~mlsd_lib.datasets.interactions`: :class:`Interactions`, the user-item
+  event shape every recommender model consumes.
 """
 
 from mlsd_lib.datasets.criteo import (
@@ -14,11 +16,14 @@ from mlsd_lib.datasets.criteo import (
     write_criteo_sample,
 )
 from mlsd_lib.datasets.ctr import CTRData, CTRDataError, hash_ids
+from mlsd_lib.datasets.interactions import Interactions, InteractionsError
 
 __all__ = [
     "CTRData",
     "CTRDataError",
     "CriteoFormatError",
+    "Interactions",
+    "InteractionsError",
     "hash_ids",
     "read_criteo",
     "write_criteo_sample",
