@@ -8,6 +8,9 @@ Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``.
   display-advertising TSV format, and :func:`write_criteo_sample`.
 * :mod:`~mlsd_lib.datasets.interactions`: :class:`Interactions`, the user-item
   event shape every recommender model consumes.
+* :mod:`~mlsd_lib.datasets.movielens`: :func:`read_movielens`, the MovieLens
+  rating layouts (``u.data``, ``ratings.dat``, ``ratings.csv``) and movie genres,
+  and :func:`write_movielens_sample`.
 """
 
 from mlsd_lib.datasets.criteo import (
@@ -17,6 +20,16 @@ from mlsd_lib.datasets.criteo import (
 )
 from mlsd_lib.datasets.ctr import CTRData, CTRDataError, hash_ids
 from mlsd_lib.datasets.interactions import Interactions, InteractionsError
+from mlsd_lib.datasets.movielens import (
+    MovieLensFormatError,
+    MovieLensItems,
+    MovieLensRatings,
+    read_movielens,
+    read_movielens_items,
+    read_movielens_ratings,
+    write_movielens_items_sample,
+    write_movielens_sample,
+)
 
 __all__ = [
     "CTRData",
@@ -24,7 +37,15 @@ __all__ = [
     "CriteoFormatError",
     "Interactions",
     "InteractionsError",
+    "MovieLensFormatError",
+    "MovieLensItems",
+    "MovieLensRatings",
     "hash_ids",
     "read_criteo",
+    "read_movielens",
+    "read_movielens_items",
+    "read_movielens_ratings",
     "write_criteo_sample",
+    "write_movielens_items_sample",
+    "write_movielens_sample",
 ]
