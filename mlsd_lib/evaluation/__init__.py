@@ -10,6 +10,8 @@ a naive join inflates a model's offline quality.
   calibration ratio, and Platt / isotonic recalibration.
 * :mod:`~mlsd_lib.evaluation.ab_test`: two-proportion tests, the delta method for
   ratio metrics, and power analysis.
+* :mod:`~mlsd_lib.evaluation.ranking`: recall@k, precision@k, hit rate, MRR and
+  NDCG@k over ranked lists; catalogue coverage, top-1% share and Gini of exposure.
 * :mod:`~mlsd_lib.evaluation.plots`: matplotlib figures for the above.
 """
 
@@ -35,6 +37,20 @@ from mlsd_lib.evaluation.calibration import (
 )
 from mlsd_lib.evaluation.entropy import binary_entropy, normalized_entropy
 from mlsd_lib.evaluation.metrics import MetricInputError, log_loss, roc_auc
+from mlsd_lib.evaluation.ranking import (
+    RankingInputError,
+    RelevantItems,
+    catalogue_coverage,
+    gini,
+    hit_rate_at_k,
+    mean_reciprocal_rank,
+    ndcg_at_k,
+    precision_at_k,
+    rank_top_k,
+    recall_at_k,
+    relevant_items,
+    top_share,
+)
 
 __all__ = [
     "ABTestInputError",
@@ -42,20 +58,32 @@ __all__ = [
     "IsotonicCalibrator",
     "MetricInputError",
     "PlattScaler",
+    "RankingInputError",
+    "RelevantItems",
     "ReliabilityDiagram",
     "binary_entropy",
     "calibration_ratio",
+    "catalogue_coverage",
     "expected_calibration_error",
     "fit_isotonic",
     "fit_platt",
+    "gini",
+    "hit_rate_at_k",
     "log_loss",
+    "mean_reciprocal_rank",
     "minimum_detectable_effect",
+    "ndcg_at_k",
     "normalized_entropy",
     "power_of_test",
+    "precision_at_k",
+    "rank_top_k",
     "ratio_metric_test",
+    "recall_at_k",
+    "relevant_items",
     "reliability_diagram",
     "roc_auc",
     "sample_size_per_arm",
+    "top_share",
     "two_proportion_test",
     "wilson_interval",
 ]
