@@ -116,8 +116,9 @@ class MovieLensRatings:
 
     ``user_id``/``item_id`` are MovieLens' own ids (int64), ``rating`` the stars
     (float32), ``timestamp`` Unix seconds (int64). Time order is the order
-    :class:`Interactions` keeps, so ``rating[i]`` is the star rating of row ``i``
-    of :meth:`to_interactions`: the graded gain of that event.
+    :class:`~mlsd_lib.datasets.interactions.Interactions` keeps, so ``rating[i]`` is the
+    star rating of row ``i`` of :meth:`to_interactions`: the graded gain of that
+    event.
     """
 
     user_id: np.ndarray
@@ -318,7 +319,8 @@ def read_movielens(
     engaged_min_rating: float = 4.0,
     chunk_lines: int = 100_000,
 ) -> Interactions:
-    """Read a MovieLens rating file into :class:`Interactions`.
+    """Read a MovieLens rating file into
+    :class:`~mlsd_lib.datasets.interactions.Interactions`.
 
     Introduced in ``casestudies/recommender/index.md``. ``engaged`` is
     ``rating >= engaged_min_rating``; ``user_ids``/``item_ids`` map dense
@@ -374,7 +376,8 @@ def write_movielens_sample(
     the real files cannot be downloaded. ``format`` as for
     :func:`read_movielens_ratings` (read from the name when omitted; ``.gz``
     compresses). The same arguments give the same ratings in every layout, so
-    the three files read back to identical :class:`Interactions`.
+    the three files read back to identical
+    :class:`~mlsd_lib.datasets.interactions.Interactions`.
 
     What makes it look like MovieLens: user ids 1..``n_users``; movie ids a
     sorted random subset of 1..3``n_items`` (ids with gaps); users' activity
@@ -447,9 +450,10 @@ class MovieLensItems:
         self, item_ids: np.ndarray, *, allow_missing: bool = False
     ) -> np.ndarray:
         """The genre rows for ``item_ids`` in that order, e.g. the item table of
-        :class:`Interactions` (``interactions.item_ids``): row ``k`` belongs to
-        item index ``k``. A movie missing from the file is an error, or an
-        all-False row with ``allow_missing=True``."""
+        :class:`~mlsd_lib.datasets.interactions.Interactions`
+        (``interactions.item_ids``): row ``k`` belongs to item index ``k``. A
+        movie missing from the file is an error, or an all-False row with
+        ``allow_missing=True``."""
         item_ids = np.asarray(item_ids, dtype=np.int64)
         order = np.argsort(self.item_id, kind="stable")
         where = np.searchsorted(self.item_id, item_ids, sorter=order)
@@ -573,8 +577,9 @@ def write_movielens_items_sample(
 
     Introduced in ``casestudies/recommender/index.md``, beside
     :func:`write_movielens_sample`: pass the ``item_ids`` a sample's
-    :class:`Interactions` holds, and :meth:`MovieLensItems.genres_for` lines the
-    genres up with its item indices. Titles are ``"Movie <id> (<year>)"``.
+    :class:`~mlsd_lib.datasets.interactions.Interactions` holds, and
+    :meth:`MovieLensItems.genres_for` lines the genres up with its item indices.
+    Titles are ``"Movie <id> (<year>)"``.
     """
     path = Path(path)
     aliases = {"ml-100k": "u.item", "ml-1m": "movies.dat", "ml-10m": "movies.dat"}

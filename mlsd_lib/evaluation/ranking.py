@@ -290,7 +290,7 @@ def _hits(ranked: ArrayLike, relevant: RelevantItems, k: int) -> np.ndarray:
 
 
 def recall_at_k(ranked: ArrayLike, relevant: RelevantItems, k: int) -> float:
-    """Mean over users with relevant items of (relevant items in the top k) / |R|.
+    """Mean over users with relevant items of (relevant items in the top k) / ``|R|``.
 
     Introduced in ``casestudies/recommender/index.md``: recall@500 is the
     retrieval stage's metric, because the ranker can only order what retrieval
