@@ -10,6 +10,17 @@ optimum.
   :mod:`~mlsd_lib.worlds.ads_config`, its true p(click) in
   :mod:`~mlsd_lib.worlds.ads_truth`, and the log it writes in
   :mod:`~mlsd_lib.worlds.ads_log`.
+* :mod:`~mlsd_lib.worlds.recsys`: a video-streaming home feed (introduced in
+  ``casestudies/recommender/index.md``): users with tastes, patience and
+  heavy-tailed activity, a catalogue of series, films and short-form videos,
+  sessions served by any feed policy, plays and watch time, drifting tastes;
+  its knobs in :mod:`~mlsd_lib.worlds.recsys_config`, the events it can inject
+  (trends, genre shifts, catalogue launches) in
+  :mod:`~mlsd_lib.worlds.recsys_events`, its true engagement model in
+  :mod:`~mlsd_lib.worlds.recsys_truth`, the world-policy contract in
+  :mod:`~mlsd_lib.worlds.recsys_feed`, the built-in policies (random, popular,
+  legacy, oracle) in :mod:`~mlsd_lib.worlds.recsys_policies`, and the
+  impression log in :mod:`~mlsd_lib.worlds.recsys_log`.
 """
 
 from mlsd_lib.worlds.ads import (
@@ -19,11 +30,35 @@ from mlsd_lib.worlds.ads import (
     bayes_normalized_entropy,
     normalized_entropy,
 )
+from mlsd_lib.worlds.recsys import RecsysWorld
+from mlsd_lib.worlds.recsys_config import RecsysWorldConfig, TruthWeights
+from mlsd_lib.worlds.recsys_events import CatalogueLaunch, GenreShift, Trend
+from mlsd_lib.worlds.recsys_feed import FeedRequest, FeedResponse
+from mlsd_lib.worlds.recsys_log import RecsysLog
+from mlsd_lib.worlds.recsys_policies import (
+    LegacyPolicy,
+    OraclePolicy,
+    PopularityPolicy,
+    RandomPolicy,
+)
 
 __all__ = [
     "AdsWorld",
     "AdsWorldConfig",
+    "CatalogueLaunch",
+    "FeedRequest",
+    "FeedResponse",
+    "GenreShift",
     "ImpressionLog",
+    "LegacyPolicy",
+    "OraclePolicy",
+    "PopularityPolicy",
+    "RandomPolicy",
+    "RecsysLog",
+    "RecsysWorld",
+    "RecsysWorldConfig",
+    "Trend",
+    "TruthWeights",
     "bayes_normalized_entropy",
     "normalized_entropy",
 ]
