@@ -14,8 +14,8 @@ lets us run the second without users:
 4. clicks are drawn from the world's true p(click) *at the slot each ad landed
    in* (position bias included): :func:`run_experiment`.
 
-The result feeds :func:`~mlsd_lib.evaluation.ratio_metric_test` (users are the
-unit of randomization) and the power analysis.
+The result feeds :func:`~mlsd_lib.evaluation.ab_test.ratio_metric_test` (users
+are the unit of randomization) and the power analysis.
 """
 
 from __future__ import annotations
@@ -160,7 +160,8 @@ def run_experiment(
     """Rank each request with its arm's ranker, show the top ``slots``, draw clicks.
 
     ``rankers`` has exactly two entries, control first. Clicks come from
-    :meth:`AdsWorld.click_probability` at the slot each ad was shown in.
+    :meth:`~mlsd_lib.worlds.ads.AdsWorld.click_probability` at the slot each ad
+    was shown in.
     """
     if len(rankers) != 2:
         raise ValueError(f"an A/B test has two arms; got {list(rankers)}.")

@@ -1,7 +1,7 @@
 """The ad-click features: batch history, real-time counts, profiles, context.
 
 Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``. The world's
-impression log (:class:`~mlsd_lib.worlds.ads.ImpressionLog`) becomes four kinds
+impression log (:class:`~mlsd_lib.worlds.ads_log.ImpressionLog`) becomes four kinds
 of features, each through the feature store so that training and serving read
 the same definitions:
 
@@ -316,8 +316,9 @@ def profile_tables(
 ) -> dict[str, pd.DataFrame]:
     """Every user's and ad's hashed ids and attributes, known before day 0.
 
-    Hashing uses the same salts as :meth:`AdsWorld.to_ctr_data` (the field's
-    column index), so a profile read from Redis equals the training row's ids.
+    Hashing uses the same salts as
+    :meth:`~mlsd_lib.worlds.ads.AdsWorld.to_ctr_data` (the field's column index),
+    so a profile read from Redis equals the training row's ids.
     """
     entities = world.entities
     salts = {name: j for j, name in enumerate(CTR_CATEGORICAL)}
@@ -387,9 +388,9 @@ def training_data(
 ) -> CTRData:
     """The world's ids and context plus point-in-time counters, as CTRData.
 
-    Categorical columns and context dense columns are
-    :meth:`AdsWorld.to_ctr_data`'s; the counters are joined as of each
-    request and transformed by :class:`CounterTransform`.
+    Categorical columns and context dense columns are those of
+    :meth:`~mlsd_lib.worlds.ads.AdsWorld.to_ctr_data`; the counters are joined as
+    of each request and transformed by :class:`CounterTransform`.
     """
     base = world.to_ctr_data(
         log, num_buckets=num_buckets, label_window_s=label_window_s

@@ -13,9 +13,9 @@ through the following days as production would:
    retraining: a broken upstream feature looks like drift, and retraining on it
    would bake the bug into the next model (the day is also kept out of later
    training windows);
-4. otherwise ask the policy (never, daily, or a :class:`RetrainingTrigger`) and,
-   if it says so, retrain on the most recent window; the new model serves from
-   the next day.
+4. otherwise ask the policy (never, daily, or a
+   :class:`~mlsd_lib.monitoring.retraining.RetrainingTrigger`) and, if it says
+   so, retrain on the most recent window; the new model serves from the next day.
 
 The injected changes are transformations of the world's simulated log or data,
 so the world itself (and its Bayes NE) stays the documented one:
@@ -225,8 +225,9 @@ def simulate_days(
     The first model trains on the ``train_days`` days before ``first_day`` (the
     last of them validates and recalibrates). ``policy``: ``"never"``,
     ``"daily"`` or ``"trigger"`` (asks ``trigger``, a fresh
-    :class:`RetrainingTrigger`, each day). A retrain on day ``t`` uses the
-    ``train_days`` days up to ``t`` (minus paged days) and serves from ``t + 1``.
+    :class:`~mlsd_lib.monitoring.retraining.RetrainingTrigger`, each day). A
+    retrain on day ``t`` uses the ``train_days`` days up to ``t`` (minus paged
+    days) and serves from ``t + 1``.
     An input feature with PSI above ``page_psi`` pages instead of retraining.
     """
     if policy not in POLICIES:

@@ -22,7 +22,8 @@ from mlsd_lib.worlds.ads_log import IMPRESSION_ID_STRIDE
 
 
 def production_requirements(**overrides: float) -> Requirements:
-    """The assumptions of ``casestudies/ad_click/index.md`` as :class:`Requirements`.
+    """The assumptions of ``casestudies/ad_click/index.md`` as
+    :class:`~mlsd_lib.capacity.Requirements`.
 
     100 M daily active users, 30 ad requests each per day, peak = 3 x average,
     200 candidate ads scored per request; online user features for 200 M
@@ -258,11 +259,12 @@ def candidate_log(
     position: np.ndarray,
     day: int,
 ) -> ImpressionLog:
-    """An :class:`ImpressionLog` for chosen (user, ad, context) candidates.
+    """An :class:`~mlsd_lib.worlds.ads_log.ImpressionLog` for chosen candidates.
 
-    What a ranker scores before the auction: every column filled from the
-    world's entities, ``true_p`` from :meth:`AdsWorld.click_probability`, and no
-    clicks (nothing has been shown yet). Feed it to ``world.to_ctr_data``.
+    The candidates are (user, ad, context) triples. What a ranker scores before
+    the auction: every column filled from the world's entities, ``true_p`` from
+    :meth:`~mlsd_lib.worlds.ads.AdsWorld.click_probability`, and no clicks
+    (nothing has been shown yet). Feed it to ``world.to_ctr_data``.
     """
     e = world.entities
     user_id = np.asarray(user_id, dtype=np.int64)

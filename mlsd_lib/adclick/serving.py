@@ -8,8 +8,9 @@ into the CTR model's two inputs, with every preprocessing step inside it:
 
 * the hashed ids and attributes (stored as exact small floats) become the
   categorical matrix, in :data:`~mlsd_lib.worlds.ads.CTR_CATEGORICAL` order;
-* the counters go through the same :class:`~mlsd_lib.adclick.features.
-  CounterTransform` that built the training rows;
+* the counters go through the same
+  :class:`~mlsd_lib.adclick.features.CounterTransform` that built the training
+  rows;
 * hour and slot become the dense context columns exactly as
   :meth:`~mlsd_lib.worlds.ads.AdsWorld.to_ctr_data` makes them;
 * the output is ``sigmoid(logit + log w)``: calibrated even when training

@@ -2,15 +2,19 @@
 
 Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``.
 
-* :mod:`~mlsd_lib.datasets.ctr`: :class:`CTRData`, the tabular CTR shape, and
-  :func:`hash_ids`, the hashing trick.
-* :mod:`~mlsd_lib.datasets.criteo`: :func:`read_criteo`, the Criteo
-  display-advertising TSV format, and :func:`write_criteo_sample`.
-* :mod:`~mlsd_lib.datasets.interactions`: :class:`Interactions`, the user-item
-  event shape every recommender model consumes.
-* :mod:`~mlsd_lib.datasets.movielens`: :func:`read_movielens`, the MovieLens
-  rating layouts (``u.data``, ``ratings.dat``, ``ratings.csv``) and movie genres,
-  and :func:`write_movielens_sample`.
+* :mod:`~mlsd_lib.datasets.ctr`: :class:`~mlsd_lib.datasets.ctr.CTRData`, the
+  tabular CTR shape, and :func:`~mlsd_lib.datasets.ctr.hash_ids`, the hashing
+  trick.
+* :mod:`~mlsd_lib.datasets.criteo`: :func:`~mlsd_lib.datasets.criteo.read_criteo`,
+  the Criteo display-advertising TSV format, and
+  :func:`~mlsd_lib.datasets.criteo.write_criteo_sample`.
+* :mod:`~mlsd_lib.datasets.interactions`:
+  :class:`~mlsd_lib.datasets.interactions.Interactions`, the user-item event
+  shape every recommender model consumes.
+* :mod:`~mlsd_lib.datasets.movielens`:
+  :func:`~mlsd_lib.datasets.movielens.read_movielens`, the MovieLens rating
+  layouts (``u.data``, ``ratings.dat``, ``ratings.csv``) and movie genres, and
+  :func:`~mlsd_lib.datasets.movielens.write_movielens_sample`.
 """
 
 from mlsd_lib.datasets.criteo import (

@@ -132,7 +132,7 @@ def read_criteo(
     chunk_size: int = 100_000,
     missing_indicators: bool = False,
 ) -> CTRData:
-    """Read a Criteo TSV (``.gz`` too) into :class:`CTRData`.
+    """Read a Criteo TSV (``.gz`` too) into :class:`~mlsd_lib.datasets.ctr.CTRData`.
 
     Introduced in ``casestudies/ad_click``. ``num_buckets`` is the per-field
     embedding-table size, id 0 included (reserved for missing). ``max_rows``

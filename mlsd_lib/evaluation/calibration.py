@@ -94,7 +94,7 @@ class ReliabilityDiagram:
 
     @property
     def ece(self) -> float:
-        """Expected calibration error: count-weighted mean |predicted - observed|."""
+        """ECE: the count-weighted mean over bins of ``|predicted - observed|``."""
         gaps = np.abs(self.mean_predicted - self.observed_rate)
         return float(np.sum(self.count * gaps) / np.sum(self.count))
 
@@ -153,7 +153,7 @@ def reliability_diagram(
 def expected_calibration_error(
     y_true: ArrayLike, p: ArrayLike, *, num_bins: int = 10, strategy: str = "uniform"
 ) -> float:
-    """ECE: the count-weighted mean over bins of |mean predicted - observed rate|.
+    """ECE: the count-weighted mean over bins of ``|mean predicted - observed rate|``.
 
     Introduced in ``casestudies/ad_click``. Depends on the binning; report the
     number of bins and the strategy with it.

@@ -41,9 +41,9 @@ def normalized_entropy(y_true: ArrayLike, p: ArrayLike, eps: float = 1e-15) -> f
 
     Introduced in ``casestudies/ad_click``. 1.0 means "no better than predicting
     the average CTR for everyone"; the gap below 1 is the information the model
-    adds. Raises :class:`MetricInputError` when every label is the same: the base
-    rate's entropy is then 0 and NE is undefined (0/0 or x/0), so evaluate on a
-    window that contains both clicks and non-clicks.
+    adds. Raises :class:`~mlsd_lib.evaluation.metrics.MetricInputError` when every
+    label is the same: the base rate's entropy is then 0 and NE is undefined (0/0
+    or x/0), so evaluate on a window that contains both clicks and non-clicks.
     """
     y, _ = _labels_and_values(y_true, p, "probabilities")
     base_rate = float(np.mean(y))

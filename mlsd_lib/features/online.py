@@ -11,10 +11,10 @@ mix; a write that fails half-way deletes what it wrote and leaves ``current``
 where it was.
 
 **Reads** (:meth:`OnlineStore.read`) are one Lua script call (``EVALSHA``): the
-server resolves each view's current generation and ``MGET``s every record the
-request needs, whatever the number of views and entities, in one network round
-trip. The records decode into one dense float32 matrix in the order of the
-model's input schema, with masks for missing and stale values.
+server resolves each view's current generation and fetches every record the
+request needs with ``MGET``, whatever the number of views and entities, in one
+network round trip. The records decode into one dense float32 matrix in the
+order of the model's input schema, with masks for missing and stale values.
 
 Compared with Feast's Redis layout (one hash per entity key, field names hashed
 with murmur3, values as protobuf messages, read with ``HMGET`` per entity): a

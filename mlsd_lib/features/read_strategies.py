@@ -9,8 +9,8 @@ the bytes sit in Redis and how many round trips a read costs:
 
 * **naive**: one Redis string per (view, entity, feature), read with one ``GET``
   per feature, one after another: a request for 50 features pays 50 round trips.
-* **pipelined**: the same keys, all ``GET``s sent in one pipeline: one round trip,
-  but still one command (and one key lookup, one reply) per feature.
+* **pipelined**: the same keys, every ``GET`` sent in one pipeline: one round
+  trip, but still one command (and one key lookup, one reply) per feature.
 
 Each per-feature value is 12 bytes, ``<float64 event_timestamp><float32 value>``,
 so staleness is decided exactly as the packed store decides it. This layout has
@@ -63,8 +63,9 @@ def write_per_feature(
 ) -> int:
     """Write each entity's latest row (at or before ``as_of``) as per-feature keys.
 
-    The same selection :meth:`OnlineStore.materialize` makes, stored in the
-    per-feature layout. NaN values are not written (read back as missing).
+    The same selection :meth:`~mlsd_lib.features.online.OnlineStore.materialize`
+    makes, stored in the per-feature layout. NaN values are not written (read
+    back as missing).
     Returns the number of keys written.
     """
     view = registry.view(view_name)
@@ -172,7 +173,7 @@ def read_pipelined(
     *,
     now: float | datetime | pd.Timestamp | None = None,
 ) -> OnlineFeatures:
-    """The same ``GET``s sent as one pipeline: one round trip, many commands."""
+    """The same ``GET`` commands sent as one pipeline: one round trip, many commands."""
     plan = _Plan(registry, entity_rows, refs)
     pipe = client.pipeline(transaction=False)
     for key in plan.keys:

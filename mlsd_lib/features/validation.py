@@ -48,7 +48,8 @@ def validate_rows(view: FeatureView, rows: pd.DataFrame) -> pd.DataFrame:
     """Return ``rows`` with entity, timestamp and feature columns, checked.
 
     Extra columns are dropped; a missing column, a dtype that does not fit, a
-    missing entity value or timestamp raises :class:`SchemaMismatch` naming it.
+    missing entity value or timestamp raises
+    :class:`~mlsd_lib.features.views.SchemaMismatch` naming it.
     """
     required = [*view.entities, TIMESTAMP_COLUMN, *view.feature_names]
     absent = [c for c in required if c not in rows.columns]

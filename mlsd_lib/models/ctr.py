@@ -40,9 +40,9 @@ class FieldEmbedding(nn.Module):
 
     Field ``j``'s ids ``[0, cardinalities[j])`` map to rows
     ``offsets[j] + id``. ``sparse=True`` makes the backward pass produce a sparse
-    gradient (only the rows in the batch), which :func:`mlsd_lib.models.training.
-    train` updates with a lazy Adam: with millions of rows, a dense optimizer
-    step would touch every row on every batch.
+    gradient (only the rows in the batch), which
+    :func:`~mlsd_lib.models.training.train` updates with a lazy Adam: with
+    millions of rows, a dense optimizer step would touch every row on every batch.
     """
 
     def __init__(

@@ -3,9 +3,10 @@
 Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``.
 
 * :mod:`~mlsd_lib.monitoring.drift`: PSI, KS, prediction and calibration drift,
-  and :class:`DriftReport` over many features.
-* :mod:`~mlsd_lib.monitoring.retraining`: :class:`RetrainingTrigger`, a policy
-  with hysteresis and a decision log.
+  and :class:`~mlsd_lib.monitoring.drift.DriftReport` over many features.
+* :mod:`~mlsd_lib.monitoring.retraining`:
+  :class:`~mlsd_lib.monitoring.retraining.RetrainingTrigger`, a policy with
+  hysteresis and a decision log.
 """
 
 from mlsd_lib.monitoring.drift import (

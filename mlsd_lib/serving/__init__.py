@@ -3,9 +3,10 @@
 Introduced in ``notebooks/00_environment.ipynb`` (model servers); the rest of the
 path is the subject of ``notebooks/model_serving.ipynb``.
 
-* :mod:`~mlsd_lib.serving.tensors`: a model's signature (:class:`TensorSpec`) and
-  request checks.
-* :mod:`~mlsd_lib.serving.model_server`: :func:`start_model_server` picks a real
+* :mod:`~mlsd_lib.serving.tensors`: a model's signature
+  (:class:`~mlsd_lib.serving.tensors.TensorSpec`) and request checks.
+* :mod:`~mlsd_lib.serving.model_server`:
+  :func:`~mlsd_lib.serving.model_server.start_model_server` picks a real
   Triton over a model repository
   (:mod:`~mlsd_lib.serving.triton_repository_server`), a Triton you run yourself
   (:mod:`~mlsd_lib.serving.remote_triton`, ``TRITON_URL``) or the in-process

@@ -14,10 +14,11 @@ Python object; a server needs a self-contained file. Two formats:
   cannot capture.
 
 Exporting can silently change a model: tracing records *one* path through
-Python ``if``s and loops and replays it for every input. So :func:`export_model`
-never hands back a file it has not reloaded from disk and compared with the eager
-model on fresh inputs of several batch sizes (:func:`check_parity`); a model that
-disagrees is refused with :class:`ParityError`, which carries the numbers.
+Python ``if`` statements and loops and replays it for every input. So
+:func:`export_model` never hands back a file it has not reloaded from disk and
+compared with the eager model on fresh inputs of several batch sizes
+(:func:`check_parity`); a model that disagrees is refused with
+:class:`ParityError`, which carries the numbers.
 """
 
 from __future__ import annotations

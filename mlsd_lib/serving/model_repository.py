@@ -16,10 +16,12 @@ Two flavours are written here:
 * :func:`write_triton_repository`: Triton's native **PyTorch (libtorch)
   backend**, for the official ``nvcr.io/nvidia/tritonserver`` image, run as
   ``tritonserver --model-repository=<repo_root>``: no Python on the request
-  path at all. ``config.pbtxt`` is a
-``inference.ModelConfig`` protobuf in text format; we build it as that protobuf
-(``tritonclient.grpc.model_config_pb2``) and print it, so a misspelled field is
-an error here rather than a model that fails to load on the server.
+  path at all.
+
+``config.pbtxt`` is an ``inference.ModelConfig`` protobuf in text format; we
+build it as that protobuf (``tritonclient.grpc.model_config_pb2``) and print it,
+so a misspelled field is an error here rather than a model that fails to load
+on the server.
 
 **Tensor names for the PyTorch backend.** TorchScript has no tensor names, so
 Triton's PyTorch backend maps config names to ``forward()`` positions:
@@ -144,10 +146,11 @@ def build_model_config(
     ``model.py`` (:mod:`~mlsd_lib.serving.triton_python_model`). ``versions``
     pins which version folders Triton serves (all of them when empty).
 
-    Tensor shapes are given without the batch axis (as in :class:`TensorSpec`);
-    with ``max_batch_size >= 1`` Triton adds it. ``dynamic_batching`` lets Triton
-    merge requests that arrive within ``max_queue_delay_us`` into one batch,
-    preferring the ``preferred_batch_sizes``.
+    Tensor shapes are given without the batch axis (as in
+    :class:`~mlsd_lib.serving.tensors.TensorSpec`); with ``max_batch_size >= 1``
+    Triton adds it. ``dynamic_batching`` lets Triton merge requests that arrive
+    within ``max_queue_delay_us`` into one batch, preferring the
+    ``preferred_batch_sizes``.
     """
     if max_batch_size < 1:
         raise InvalidModelConfig(

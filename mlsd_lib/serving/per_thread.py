@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 from mlsd_lib.errors import MlsdError
 
+#: The type of what each thread gets: a client, a connection.
 T = TypeVar("T")
 
 

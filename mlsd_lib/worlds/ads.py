@@ -364,7 +364,7 @@ class AdsWorld:
         num_buckets: int = 2**17,
         label_window_s: float | None = None,
     ) -> CTRData:
-        """The log as :class:`~mlsd_lib.datasets.CTRData`, the models' input.
+        """The log as :class:`~mlsd_lib.datasets.ctr.CTRData`, the models' input.
 
         Id fields (user, ad, advertiser, campaign) are hashed into
         ``num_buckets`` buckets each (salt = the field's column index); small

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+#: The device types an impression comes from, in their integer-code order.
 DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
 
 

@@ -127,10 +127,11 @@ def build_demo(
     registry of the demo's own; version 1 is promoted to production, 2 to
     canary (``canary_fraction`` of users) and 3 to shadow, and a
     :class:`~mlsd_lib.serving.gateway.deploy.RegistryDeployer` loads them onto
-    :func:`start_model_server` (Triton over a model repository where it runs),
-    with ``ctr-v1-inprocess`` as the fallback. ``max_queue_delay_us`` is how
-    long Triton's dynamic batcher may hold a request for others to join it;
-    ``shadow=False`` leaves the shadow out (to measure what it costs).
+    :func:`~mlsd_lib.serving.model_server.start_model_server` (Triton over a
+    model repository where it runs), with ``ctr-v1-inprocess`` as the fallback.
+    ``max_queue_delay_us`` is how long Triton's dynamic batcher may hold a
+    request for others to join it; ``shadow=False`` leaves the shadow out (to
+    measure what it costs).
     """
     example = make_ads_example(num_users=num_users, num_ads=num_ads, seed=seed)
     backend = get_redis(announce=False)

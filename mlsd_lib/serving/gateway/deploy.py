@@ -11,8 +11,9 @@ order it was not trained on; ``request:<name>`` entries at its end name the
 request-time context columns that follow them.
 
 The release procedure is then: register, ``promote`` in the registry, and
-``POST /admin/reload`` on the gateway, which calls :meth:`RegistryDeployer.
-deployments` and hot-swaps (:mod:`~mlsd_lib.serving.gateway.hotswap`).
+``POST /admin/reload`` on the gateway, which calls
+:meth:`RegistryDeployer.deployments` and hot-swaps
+(:mod:`~mlsd_lib.serving.gateway.hotswap`).
 ``rollback`` followed by a reload is the way back.
 """
 

@@ -102,7 +102,8 @@ def api_key_checker(
 ) -> Callable[[str | None], Awaitable[None]]:
     """A FastAPI dependency that admits a request only with the right key.
 
-    ``api_key=None`` admits everyone; :class:`GatewayConfig` allows that only when
+    ``api_key=None`` admits everyone;
+    :class:`~mlsd_lib.serving.gateway.config.GatewayConfig` allows that only when
     ``auth_disabled=True`` was set explicitly.
     """
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)

@@ -92,8 +92,9 @@ def json_response(content: dict[str, Any], status_code: int = 200) -> Response:
     """``content`` as a JSON response, encoded once (orjson when installed).
 
     For bodies the gateway builds itself from values of the documented types:
-    returning a :class:`Response` skips FastAPI's validation and re-encoding
-    against the ``response_model``, which otherwise costs more than the encoding.
+    returning a :class:`fastapi.Response` skips FastAPI's validation and
+    re-encoding against the ``response_model``, which otherwise costs more than
+    the encoding.
     Floats are written in their shortest round-trip form either way.
     """
     if orjson is not None:

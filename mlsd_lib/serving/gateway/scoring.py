@@ -7,10 +7,11 @@ out the request stops waiting and takes its fallback; the thread finishes (or
 hits its socket timeout) in the background. Separate pools mean a stuck model
 server cannot use up the threads that feature reads need, and the reverse.
 
-- Features: one :meth:`OnlineStore.read` (one Redis round trip) for the
-  deployment's ``input_refs``, in the model's column order. If Redis is down or
-  slow, every row gets each view's declared defaults and the answer is marked
-  degraded: a ranking from default features beats no ranking.
+- Features: one :meth:`~mlsd_lib.features.online.OnlineStore.read` (one Redis
+  round trip) for the deployment's ``input_refs``, in the model's column order.
+  If Redis is down or slow, every row gets each view's declared defaults and the
+  answer is marked degraded: a ranking from default features beats no ranking.
+
 Model calls run on a pool per model server. A server that says it is
 ``thread_safe`` (the local Triton keeps one client per calling thread; the
 in-process server calls torch) gets ``threads`` workers, so concurrent requests

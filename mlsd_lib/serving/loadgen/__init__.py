@@ -6,22 +6,26 @@ latency per concurrency level, then a latency-vs-throughput curve.
 
 Two ways to offer load, because they answer different questions:
 
-* **Closed loop** (:func:`run_closed_loop`, :func:`sweep`): N workers, each sending
-  its next request as soon as the previous one returns. This finds the capacity
+* **Closed loop** (:func:`~mlsd_lib.serving.loadgen.loops.run_closed_loop`,
+  :func:`~mlsd_lib.serving.loadgen.loops.sweep`): N workers, each sending its
+  next request as soon as the previous one returns. This finds the capacity
   of a service ("how many requests per second at 8 in flight?"), but a slow
   server slows the senders down, so it never shows a queue building up.
-* **Open loop** (:func:`run_open_loop`): requests leave on a fixed schedule
-  whatever the server does, as real users' requests do. This shows what latency
-  users see at a given arrival rate, including the queueing a closed loop hides.
+* **Open loop** (:func:`~mlsd_lib.serving.loadgen.loops.run_open_loop`):
+  requests leave on a fixed schedule whatever the server does, as real users'
+  requests do. This shows what latency users see at a given arrival rate,
+  including the queueing a closed loop hides.
 
 House rules, enforced here rather than left to the caller: every URL must be on
 loopback (127.0.0.0/8 or ::1, or the name ``localhost``), every run is bounded in
-both request count and time, and :func:`wait_until_ready` checks the service's
+both request count and time, and
+:func:`~mlsd_lib.serving.loadgen.targets.wait_until_ready` checks the service's
 readiness endpoint before any load is sent ("health before predict").
 
 Load is offered through a ``send`` callable that performs one request and raises
-on failure, so the same loops drive HTTP (:func:`http_sender`), a Triton client
-or an in-process call. A ``send`` must itself be bounded in time (the HTTP sender
+on failure, so the same loops drive HTTP
+(:func:`~mlsd_lib.serving.loadgen.senders.http_sender`), a Triton client or an
+in-process call. A ``send`` must itself be bounded in time (the HTTP sender
 has a timeout): a call that never returns cannot be interrupted from outside.
 
 The package, one concept per module: :mod:`~mlsd_lib.serving.loadgen.limits`
