@@ -1,20 +1,26 @@
-"""The one training loop every torch CTR model in the book goes through.
+"""The one training loop every torch model in the book goes through.
 
-Introduced in ``casestudies/ad_click/03_models.ipynb``. Minibatch binary
-cross-entropy on logits, seeded shuffling, a tqdm progress bar, and early
-stopping on *validation* log loss that puts back the best epoch's weights:
-a CTR model overfits its id embeddings within a few epochs, and the epoch to
-stop at is a property of the data, not a constant.
+Introduced in ``casestudies/ad_click/03_models.ipynb``. Seeded shuffling, a
+tqdm progress bar, and early stopping on a *validation* loss that puts back the
+best epoch's weights: a model overfits its id embeddings within a few epochs,
+and the epoch to stop at is a property of the data, not a constant.
 
 The loop is a few named steps over one frozen :class:`TrainingConfig`:
-:func:`fit_epoch` (one pass of minibatch steps), :func:`evaluate` (validation
-log loss) and :class:`EarlyStopping` (keep the best epoch, stop when patience
-runs out); :func:`train` strings them together.
+:func:`fit_epoch` (one pass of minibatch steps), :class:`EarlyStopping` (keep
+the best epoch, stop when patience runs out) and :func:`fit`, which strings
+them together for *any* model: it is given the number of training rows, a
+function that turns a batch of row indices into the loss to minimize, the
+optimizers and, optionally, a validation function (lower is better; a recall
+enters as its negative). The models differ only in those functions: the CTR
+models' :func:`train` (minibatch binary cross-entropy, validation log loss by
+:func:`evaluate`), the recommender's two-tower
+(:func:`~mlsd_lib.models.two_tower.train_two_tower`: sampled softmax,
+validation recall) and ranker (:func:`~mlsd_lib.models.ranker.train_ranker`).
 
 Embedding tables are large and each batch touches few of their rows, so the
 loop updates parameters with sparse gradients (``nn.Embedding(sparse=True)``)
 by a lazy Adam (``torch.optim.SparseAdam``: only the rows in the batch move)
-and everything else by AdamW with ``weight_decay``.
+and everything else by AdamW with ``weight_decay`` (:func:`make_optimizers`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,21 +42,30 @@ from mlsd_lib.progress import tqdm
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One epoch: mean training loss, validation log loss (if any), seconds."""
+    """One epoch: mean training loss, validation loss (if any), seconds.
+
+    ``valid_loss`` is what the validation function returned (lower is better):
+    log loss for a CTR model, negative recall@k for a retrieval model.
+    """
 
     epoch: int
     train_loss: float
-    valid_log_loss: float | None
+    valid_loss: float | None
     seconds: float
+
+    @property
+    def valid_log_loss(self) -> float | None:
+        """The CTR name of :attr:`valid_loss` (the CTR loop validates on log loss)."""
+        return self.valid_loss
 
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What :func:`train` did: per-epoch history and the epoch it kept."""
+    """What :func:`fit` did: per-epoch history and the epoch it kept."""
 
     history: tuple[EpochRecord, ...]
     best_epoch: int
-    best_valid_log_loss: float | None
+    best_valid_loss: float | None
     stopped_early: bool
     seconds: float
     extras: dict = field(default_factory=dict, compare=False)
@@ -60,8 +75,18 @@ class TrainingResult:
         return [r.train_loss for r in self.history]
 
     @property
+    def valid_losses(self) -> list[float | None]:
+        return [r.valid_loss for r in self.history]
+
+    @property
     def valid_log_losses(self) -> list[float | None]:
-        return [r.valid_log_loss for r in self.history]
+        """The CTR name of :attr:`valid_losses`."""
+        return self.valid_losses
+
+    @property
+    def best_valid_log_loss(self) -> float | None:
+        """The CTR name of :attr:`best_valid_loss`."""
+        return self.best_valid_loss
 
 
 def to_tensors(data: CTRData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -134,8 +159,9 @@ def predict_proba(
     """p(click) for every row; recalibrated if trained on downsampled negatives.
 
     ``downsample_rate`` is the share ``w`` of negatives kept in training; the
-    logit shifts by ``log w``, which is :func:`~mlsd_lib.models.downsampling.
-    recalibrate` (and what :class:`~mlsd_lib.models.ctr.ProbabilityHead` serves).
+    logit shifts by ``log w``, which is
+    :func:`~mlsd_lib.models.downsampling.recalibrate` (and what
+    :class:`~mlsd_lib.models.ctr.ProbabilityHead` serves).
     """
     logits = predict_logits(model, data, batch_size, num_threads=num_threads)
     return 1.0 / (1.0 + np.exp(-(logits + np.log(downsample_rate))))
@@ -180,6 +206,25 @@ def _optimizers(
     return optimizers
 
 
+def make_optimizers(
+    model: nn.Module, config: TrainingConfig
+) -> list[torch.optim.Optimizer]:
+    """The optimizers :func:`fit` steps: lazy sparse ones for the tables, AdamW else.
+
+    Rows of every ``nn.Embedding(sparse=True)`` move by ``config.sparse_optimizer``
+    at ``config.sparse_lr`` (default ``config.lr``); every other parameter by
+    AdamW at ``config.lr`` with ``config.weight_decay``. A parameter two modules
+    share (the two-tower's item-id table) is stepped once.
+    """
+    return _optimizers(
+        model,
+        config.lr,
+        config.weight_decay,
+        config.sparse_optimizer,
+        config.sparse_lr,
+    )
+
+
 def _l2_hook(
     module: FieldEmbedding,
     categorical: torch.Tensor,
@@ -214,12 +259,12 @@ SPARSE_OPTIMIZERS = ("adam", "adagrad")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How :func:`train` fits a model: one frozen value instead of a dozen arguments.
+    """How :func:`fit` trains a model: one frozen value instead of a dozen arguments.
 
     A recipe keeps one per model (:data:`mlsd_lib.adclick.recipes.TORCH_TRAINING`)
     and a notebook changes one field with ``train(..., lr=0.05)`` or
-    :func:`dataclasses.replace`; the recommender's and the visual embedder's
-    loops reuse it rather than growing ``train``'s signature.
+    :func:`dataclasses.replace`; the recommender's two-tower and ranker loops
+    reuse it rather than growing ``train``'s signature.
 
     - ``epochs``, ``batch_size``: the most passes over the data, rows per step.
     - ``lr``, ``weight_decay``: AdamW on the dense parameters.
@@ -227,13 +272,13 @@ class TrainingConfig:
       adds, for each vector it looked up, ``embedding_l2 * |v|^2 / (count *
       batch)`` with ``count`` the row's frequency in the training data, so per
       epoch each row pays the same prior, without a dense step over the whole
-      table (see :func:`_l2_hook`).
+      table (see ``_l2_hook``).
     - ``sparse_optimizer``, ``sparse_lr``: how sparse embedding rows are stepped,
       at ``sparse_lr`` (default ``lr``): ``"adam"`` is lazy Adam
       (``SparseAdam``); ``"adagrad"`` shrinks each row's step as the row is seen
       more often, the classic choice for CTR tables where most ids are rare
       (McMahan et al. 2013).
-    - ``patience``: epochs without a better validation log loss before stopping
+    - ``patience``: epochs without a better validation loss before stopping
       (:class:`EarlyStopping`).
     - ``seed``: fixes the shuffles (and any dropout); with deterministic
       algorithms on for the call, the same seed gives bit-identical weights on
@@ -270,10 +315,10 @@ class TrainingConfig:
 class EarlyStopping:
     """Keep the weights of the best validation epoch; say when to stop.
 
-    A CTR model overfits its id embeddings within a few epochs, and the epoch
-    to stop at is a property of the data, not a constant: stop once validation
-    log loss has not improved for ``patience`` epochs, and put back the best
-    epoch's weights.
+    A model overfits its id embeddings within a few epochs, and the epoch to
+    stop at is a property of the data, not a constant: stop once the validation
+    loss (lower is better: log loss, or a recall entered as its negative) has
+    not improved for ``patience`` epochs, and put back the best epoch's weights.
     """
 
     def __init__(self, patience: int) -> None:
@@ -301,89 +346,66 @@ def evaluate(model: nn.Module, data: CTRData) -> float:
     return _log_loss_from_logits(predict_logits(model, data), data.labels)
 
 
-@dataclass
-class _Step:
-    """What one optimization step needs besides the batch."""
-
-    optimizers: list[torch.optim.Optimizer]
-    loss_fn: nn.Module
-    penalties: list[torch.Tensor]
+#: What a batch step returns: the loss to minimize, or ``(objective, loss to
+#: report)`` when the objective adds a regularizer the training curve leaves out.
+BatchLoss = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def fit_epoch(
     model: nn.Module,
-    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     order: torch.Tensor,
     batch_size: int,
-    step: _Step,
+    train_batch: Callable[[torch.Tensor], BatchLoss],
+    optimizers: Sequence[torch.optim.Optimizer],
 ) -> float:
-    """One pass over the rows in ``order``; the mean training loss.
+    """One pass over the rows in ``order``, ``batch_size`` at a time; the mean loss.
 
-    Each batch adds the embedding prior's penalties that its forward pass
-    collected (see :class:`TrainingConfig`) to the loss before the step.
+    ``train_batch(index)`` computes the loss of the rows ``index`` (an int64
+    tensor); this steps every optimizer on it. The mean is weighted by rows, so
+    a short last batch counts for what it holds.
     """
-    dense, categorical, labels = tensors
     model.train()
     total = 0.0
     for i in range(0, len(order), batch_size):
         index = order[i : i + batch_size]
-        step.penalties.clear()
-        logits = model(dense[index], categorical[index])
-        loss = step.loss_fn(logits, labels[index])
-        objective = loss
-        for penalty in step.penalties:
-            objective = objective + penalty / len(index)
-        for optimizer in step.optimizers:
+        out = train_batch(index)
+        objective, loss = out if isinstance(out, tuple) else (out, out)
+        for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        for optimizer in step.optimizers:
+        for optimizer in optimizers:
             optimizer.step()
         total += float(loss.detach()) * len(index)
     return total / len(order)
 
 
-def train(
+def fit(
     model: nn.Module,
-    train_data: CTRData,
-    valid_data: CTRData | None = None,
-    config: TrainingConfig | None = None,
-    **overrides: object,
+    n_rows: int,
+    train_batch: Callable[[torch.Tensor], BatchLoss],
+    optimizers: Sequence[torch.optim.Optimizer],
+    config: TrainingConfig,
+    validate: Callable[[], float] | None = None,
 ) -> TrainingResult:
-    """Fit ``model`` (logits out) by minibatch BCE; keep the best validation epoch.
+    """Fit any model: seeded epochs of :func:`fit_epoch`, early stopping, best kept.
 
-    ``config`` (default :class:`TrainingConfig`) with any field replaced by a
-    keyword (``train(model, data, epochs=3)``). Each epoch is :func:`fit_epoch`
-    then, with ``valid_data``, :func:`evaluate` and :class:`EarlyStopping`:
-    training stops once validation log loss has not improved for ``patience``
-    epochs and the best epoch's weights are restored; without ``valid_data``,
-    all ``epochs`` run and the last weights stay.
+    ``train_batch(index)`` returns the loss of training rows ``index`` (see
+    :data:`BatchLoss`); ``validate()`` returns a validation loss, lower is better
+    (a recall enters as its negative). Each epoch shuffles ``range(n_rows)`` with
+    a generator seeded by ``config.seed`` (``torch.manual_seed(config.seed)``
+    also fixes dropout and anything else drawn from torch's global generator),
+    runs :func:`fit_epoch` and then ``validate``: training stops once the
+    validation loss has not improved for ``config.patience`` epochs, and the
+    best epoch's weights are put back (:class:`EarlyStopping`). Without
+    ``validate`` all ``config.epochs`` run and the last weights stay.
+    Deterministic algorithms are on for the call, so a seed reproduces the
+    weights bit for bit on the same machine and torch build; the model is left
+    in eval mode.
     """
-    config = replace(config or TrainingConfig(), **overrides)  # type: ignore[arg-type]
-    _check(model, train_data, "training")
-    if valid_data is not None:
-        _check(model, valid_data, "validation")
-    tensors = to_tensors(train_data)
-    n = len(train_data)
+    if n_rows < 1:
+        raise ModelInputError("the training data set is empty.")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    step = _Step(
-        _optimizers(
-            model,
-            config.lr,
-            config.weight_decay,
-            config.sparse_optimizer,
-            config.sparse_lr,
-        ),
-        nn.BCEWithLogitsLoss(),
-        [],
-    )
-    hooks = []
-    if config.embedding_l2 > 0:
-        for module in model.modules():
-            if isinstance(module, FieldEmbedding):
-                hooks.append(
-                    _l2_hook(module, tensors[1], config.embedding_l2, step.penalties)
-                )
     history: list[EpochRecord] = []
     stopping = EarlyStopping(config.patience)
     last_epoch, stopped_early = -1, False
@@ -397,9 +419,11 @@ def train(
         with torch_threads(config.num_threads):
             for epoch in bar:
                 epoch_start = time.perf_counter()
-                order = torch.randperm(n, generator=generator)
-                train_loss = fit_epoch(model, tensors, order, config.batch_size, step)
-                valid_loss = None if valid_data is None else evaluate(model, valid_data)
+                order = torch.randperm(n_rows, generator=generator)
+                train_loss = fit_epoch(
+                    model, order, config.batch_size, train_batch, optimizers
+                )
+                valid_loss = None if validate is None else float(validate())
                 history.append(
                     EpochRecord(
                         epoch, train_loss, valid_loss, time.perf_counter() - epoch_start
@@ -416,16 +440,86 @@ def train(
                     stopped_early = epoch < config.epochs - 1
                     break
     finally:
-        for hook in hooks:
-            hook.remove()
         bar.close()
         torch.use_deterministic_algorithms(previous_determinism)
         model.eval()
     stopping.restore_best(model)
     return TrainingResult(
         history=tuple(history),
-        best_epoch=last_epoch if valid_data is None else stopping.best_epoch,
-        best_valid_log_loss=None if valid_data is None else stopping.best_loss,
+        best_epoch=last_epoch if validate is None else stopping.best_epoch,
+        best_valid_loss=None if validate is None else stopping.best_loss,
         stopped_early=stopped_early,
         seconds=time.perf_counter() - start,
     )
+
+
+def _ctr_batch_loss(
+    model: nn.Module,
+    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    penalties: list[torch.Tensor],
+) -> Callable[[torch.Tensor], BatchLoss]:
+    """The CTR step: BCE on logits, plus the embedding prior's penalties.
+
+    The penalties the batch's forward pass collected (see
+    :class:`TrainingConfig`) join the objective but not the reported loss, so
+    the training curve stays comparable with the validation log loss.
+    """
+    dense, categorical, labels = tensors
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def train_batch(index: torch.Tensor) -> BatchLoss:
+        penalties.clear()
+        logits = model(dense[index], categorical[index])
+        loss = loss_fn(logits, labels[index])
+        objective = loss
+        for penalty in penalties:
+            objective = objective + penalty / len(index)
+        return objective, loss
+
+    return train_batch
+
+
+def train(
+    model: nn.Module,
+    train_data: CTRData,
+    valid_data: CTRData | None = None,
+    config: TrainingConfig | None = None,
+    **overrides: object,
+) -> TrainingResult:
+    """Fit a CTR ``model`` (logits out) by minibatch BCE; keep the best epoch.
+
+    ``config`` (default :class:`TrainingConfig`) with any field replaced by a
+    keyword (``train(model, data, epochs=3)``). A thin call of :func:`fit`: the
+    batch step is binary cross-entropy on the logits (plus the embedding prior
+    when ``embedding_l2 > 0``) and, with ``valid_data``, validation is
+    :func:`evaluate` (log loss): training stops once it has not improved for
+    ``patience`` epochs and the best epoch's weights are restored; without
+    ``valid_data``, all ``epochs`` run and the last weights stay.
+    """
+    config = replace(config or TrainingConfig(), **overrides)  # type: ignore[arg-type]
+    _check(model, train_data, "training")
+    if valid_data is not None:
+        _check(model, valid_data, "validation")
+    tensors = to_tensors(train_data)
+    optimizers = make_optimizers(model, config)
+    penalties: list[torch.Tensor] = []
+    hooks = []
+    if config.embedding_l2 > 0:
+        for module in model.modules():
+            if isinstance(module, FieldEmbedding):
+                hooks.append(
+                    _l2_hook(module, tensors[1], config.embedding_l2, penalties)
+                )
+    validate = None if valid_data is None else (lambda: evaluate(model, valid_data))
+    try:
+        return fit(
+            model,
+            len(train_data),
+            _ctr_batch_loss(model, tensors, penalties),
+            optimizers,
+            config,
+            validate,
+        )
+    finally:
+        for hook in hooks:
+            hook.remove()
