@@ -1,7 +1,8 @@
 """The feature store: feature views declared once, served offline and online.
 
 Introduced in ``notebooks/feature_store.ipynb`` and
-``notebooks/streaming_features.ipynb``.
+``notebooks/streaming_features.ipynb`` (the histories in
+``casestudies/recommender/index.md``).
 
 * :mod:`~mlsd_lib.features.views`: the declarations (what a feature is).
 * :mod:`~mlsd_lib.features.validation`: rows checked against a view before any write.
@@ -15,11 +16,21 @@ Introduced in ``notebooks/feature_store.ipynb`` and
   processor and for offline training data.
 * :mod:`~mlsd_lib.features.event_stream`: the event schema and the producer
   (Redis Streams).
+* :mod:`~mlsd_lib.features.interaction_events`: the user-item interaction event
+  schema and its producer (the recommender's stream).
 * :mod:`~mlsd_lib.features.stream_processor`: the consumer-group processor, run as
   ``python -m mlsd_lib.features.stream_processor``; its extra keys in
   :mod:`~mlsd_lib.features.stream_keys`, its process in
   :mod:`~mlsd_lib.features.stream_launcher`, and how fresh its features are in
   :mod:`~mlsd_lib.features.stream_freshness`.
+* :mod:`~mlsd_lib.features.stream_folds`: what an event does to the store, the
+  processor's one extension point; the folds:
+  :mod:`~mlsd_lib.features.windowed_fold` (windowed counts) and
+  :mod:`~mlsd_lib.features.history_fold` (per-user last items, category counts,
+  activity), with the names a processor process takes in
+  :mod:`~mlsd_lib.features.fold_catalog`.
+* :mod:`~mlsd_lib.features.histories`: histories read online in one round trip,
+  and the same values computed offline at any time, without leakage.
 * :mod:`~mlsd_lib.features.read_strategies`: the per-feature layouts the packed
   one is measured against.
 * :mod:`~mlsd_lib.features.examples`: a small seeded ads example for the notebooks

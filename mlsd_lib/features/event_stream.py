@@ -7,19 +7,28 @@ offline store (:func:`read_event_log`). Every event carries its own
 ``event_id``: Redis assigns each *message* an id, but a producer that retries a
 send makes two messages of one event, and only the event's own id lets the
 processor count it once.
+
+The machinery here is generic over the event's schema, so a second schema
+(:class:`~mlsd_lib.features.interaction_events.InteractionEvent`) reuses it
+rather than copying it: the checks every event makes (:func:`checked_event_id`,
+:func:`checked_id`, :func:`checked_timestamp`), the parse of a message's fields
+(:func:`parse_fields`), publishing, and the event-log table, whose columns are
+the event class's fields (``timestamp`` becomes ``event_timestamp``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 import redis
 
-from mlsd_lib.features.views import FeatureStoreError
+from mlsd_lib.features.views import TIMESTAMP_COLUMN, FeatureStoreError
 from mlsd_lib.features.windows import seconds_to_timestamps, timestamps_to_seconds
 
 #: The event types the ads example knows.
@@ -34,6 +43,90 @@ class InvalidEvent(FeatureStoreError):
 
 def _text(value: object) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def checked_event_id(event_id: object) -> str:
+    """``event_id`` if it is a usable id, else :class:`InvalidEvent` saying why."""
+    if (
+        not isinstance(event_id, str)
+        or not event_id
+        or len(event_id) > _MAX_ID_LENGTH
+        or any(c.isspace() for c in event_id)
+    ):
+        raise InvalidEvent(
+            f"event_id {event_id!r} must be a non-empty string of at most "
+            f"{_MAX_ID_LENGTH} characters without spaces (e.g. a UUID)."
+        )
+    return event_id
+
+
+def checked_id(event_id: str, name: str, value: object) -> int:
+    """A non-negative integer id field of event ``event_id``, as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidEvent(f"event {event_id}: {name}={value!r} must be an integer id.")
+    if value < 0:
+        raise InvalidEvent(f"event {event_id}: {name}={value} must be non-negative.")
+    return int(value)
+
+
+def checked_timestamp(event_id: str, timestamp: object) -> float:
+    """An event time, rounded to whole microseconds (see
+    :mod:`~mlsd_lib.features.windows`), or :class:`InvalidEvent`."""
+    t = timestamp
+    if (
+        isinstance(t, bool)
+        or not isinstance(t, int | float | np.floating | np.integer)
+        or not math.isfinite(t)
+        or t <= 0
+    ):
+        raise InvalidEvent(
+            f"event {event_id}: timestamp={t!r} must be a positive, finite "
+            "number of seconds since the epoch (e.g. time.time())."
+        )
+    return round(float(t) * 1e6) / 1e6
+
+
+def parse_fields(
+    fields: Mapping[bytes | str, bytes | str],
+    required: Sequence[str],
+    numbers: Mapping[str, type],
+) -> dict[str, Any]:
+    """A stream message's ``required`` fields as text, ``numbers`` converted.
+
+    Raises :class:`InvalidEvent` naming what is wrong: text that is not UTF-8, a
+    missing field, a number that does not parse. Other fields are ignored.
+    """
+    try:
+        values = {_text(k): _text(v) for k, v in fields.items()}
+    except UnicodeDecodeError as error:
+        raise InvalidEvent(f"message is not UTF-8 text: {error}") from None
+    absent = [f for f in required if f not in values]
+    if absent:
+        raise InvalidEvent(f"message lacks fields {absent} (needs {list(required)}).")
+    parsed: dict[str, Any] = {name: values[name] for name in required}
+    for name, kind in numbers.items():
+        try:
+            parsed[name] = kind(values[name])
+        except ValueError:
+            raise InvalidEvent(
+                f"field {name}={values[name]!r} is not a valid {kind.__name__}."
+            ) from None
+    return parsed
+
+
+class StreamEvent(Protocol):
+    """What the event-log machinery needs of an event class: a frozen dataclass
+    with ``event_id``, ``type`` and ``timestamp`` fields, checked on construction,
+    and its stream message both ways."""
+
+    event_id: str
+    type: str
+    timestamp: float
+
+    def to_fields(self) -> dict[str, str]: ...
+
+
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -52,44 +145,17 @@ class AdEvent:
     timestamp: float
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.event_id, str)
-            or not self.event_id
-            or len(self.event_id) > _MAX_ID_LENGTH
-            or any(c.isspace() for c in self.event_id)
-        ):
-            raise InvalidEvent(
-                f"event_id {self.event_id!r} must be a non-empty string of at most "
-                f"{_MAX_ID_LENGTH} characters without spaces (e.g. a UUID)."
-            )
+        checked_event_id(self.event_id)
         if self.type not in EVENT_TYPES:
             raise InvalidEvent(
                 f"event {self.event_id}: type {self.type!r} is not one of "
                 f"{list(EVENT_TYPES)}."
             )
         for name in ("user_id", "ad_id"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise InvalidEvent(
-                    f"event {self.event_id}: {name}={value!r} must be an integer id."
-                )
-            if value < 0:
-                raise InvalidEvent(
-                    f"event {self.event_id}: {name}={value} must be non-negative."
-                )
-            object.__setattr__(self, name, int(value))
-        t = self.timestamp
-        if (
-            isinstance(t, bool)
-            or not isinstance(t, int | float | np.floating | np.integer)
-            or not math.isfinite(t)
-            or t <= 0
-        ):
-            raise InvalidEvent(
-                f"event {self.event_id}: timestamp={t!r} must be a positive, finite "
-                "number of seconds since the epoch (e.g. time.time())."
-            )
-        object.__setattr__(self, "timestamp", round(float(t) * 1e6) / 1e6)
+            value = checked_id(self.event_id, name, getattr(self, name))
+            object.__setattr__(self, name, value)
+        timestamp = checked_timestamp(self.event_id, self.timestamp)
+        object.__setattr__(self, "timestamp", timestamp)
 
     def to_fields(self) -> dict[str, str]:
         """The stream message's fields (``repr`` keeps the float exact)."""
@@ -104,47 +170,34 @@ class AdEvent:
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> AdEvent:
         """Parse a stream message; :class:`InvalidEvent` says what is wrong."""
-        try:
-            values = {_text(k): _text(v) for k, v in fields.items()}
-        except UnicodeDecodeError as error:
-            raise InvalidEvent(f"message is not UTF-8 text: {error}") from None
-        absent = [f for f in _FIELDS if f not in values]
-        if absent:
-            raise InvalidEvent(
-                f"message lacks fields {absent} (needs {list(_FIELDS)})."
-            )
-        numbers = {}
-        for name, kind in (("user_id", int), ("ad_id", int), ("timestamp", float)):
-            try:
-                numbers[name] = kind(values[name])
-            except ValueError:
-                raise InvalidEvent(
-                    f"field {name}={values[name]!r} is not a valid {kind.__name__}."
-                ) from None
-        return cls(event_id=values["event_id"], type=values["type"], **numbers)
+        numbers = {"user_id": int, "ad_id": int, "timestamp": float}
+        return cls(**parse_fields(fields, _FIELDS, numbers))
 
 
 def publish(
     client: redis.Redis,
     stream: str,
-    events: Iterable[AdEvent],
+    events: Iterable[StreamEvent],
     *,
     maxlen: int | None = None,
+    event_class: type = AdEvent,
 ) -> list[str]:
     """Append ``events`` to ``stream`` in one MULTI/EXEC; return their message ids.
 
-    Every event is checked before anything is sent, and the batch is one
+    Every event is checked before anything is sent (each must be an
+    ``event_class``, :class:`AdEvent` unless told), and the batch is one
     transaction, so a bad event or a lost connection never leaves half a batch on
     the stream. ``maxlen`` caps the stream at about that many messages
     (``MAXLEN ~``): trimming ignores consumer groups, so keep it well above the
     backlog a slow processor may build, or unread events are lost.
     """
     batch = list(events)
+    name = event_class.__name__
     for position, event in enumerate(batch):
-        if not isinstance(event, AdEvent):
+        if not isinstance(event, event_class):
             raise InvalidEvent(
-                f"item {position} is a {type(event).__name__}, not an AdEvent; build "
-                "events with AdEvent(...) so they are checked before sending."
+                f"item {position} is a {type(event).__name__}, not an {name}; build "
+                f"events with {name}(...) so they are checked before sending."
             )
     if maxlen is not None and maxlen < 1:
         raise ValueError(f"maxlen={maxlen} must be a positive number of messages.")
@@ -156,50 +209,68 @@ def publish(
         return [_text(message_id) for message_id in pipe.execute()]
 
 
-def events_frame(events: Sequence[AdEvent]) -> pd.DataFrame:
-    """Events as an event-log table, in the given order (``event_timestamp`` UTC)."""
-    seconds = np.array([e.timestamp for e in events], dtype=np.float64)
-    return pd.DataFrame(
-        {
-            "event_id": pd.Series([e.event_id for e in events], dtype=object),
-            "type": pd.Series([e.type for e in events], dtype=object),
-            "user_id": np.array([e.user_id for e in events], dtype=np.int64),
-            "ad_id": np.array([e.ad_id for e in events], dtype=np.int64),
-            "event_timestamp": seconds_to_timestamps(seconds),
-        }
-    )
+def _columns(event_class: type) -> list[tuple[str, str]]:
+    """(field, annotation) of an event dataclass, in declaration order."""
+    return [(f.name, str(f.type)) for f in dataclasses.fields(event_class)]
 
 
-def events_from_frame(frame: pd.DataFrame) -> list[AdEvent]:
+def events_frame(
+    events: Sequence[StreamEvent], *, event_class: type | None = None
+) -> pd.DataFrame:
+    """Events as an event-log table, in the given order (``event_timestamp`` UTC).
+
+    One column per field of the event class (the first event's, else
+    ``event_class``, else :class:`AdEvent`): integer fields as int64, text as
+    objects, and ``timestamp`` as the UTC datetime column ``event_timestamp``.
+    """
+    if event_class is None:
+        event_class = type(events[0]) if len(events) else AdEvent
+    columns: dict[str, Any] = {}
+    for name, annotation in _columns(event_class):
+        values = [getattr(e, name) for e in events]
+        if name == "timestamp":
+            seconds = np.array(values, dtype=np.float64)
+            columns[TIMESTAMP_COLUMN] = seconds_to_timestamps(seconds)
+        elif annotation == "int":
+            columns[name] = np.array(values, dtype=np.int64)
+        else:
+            columns[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(columns)
+
+
+def events_from_frame(
+    frame: pd.DataFrame, *, event_class: type[E] = AdEvent
+) -> list[E]:
     """The inverse of :func:`events_frame`: rows back into checked events."""
-    seconds = timestamps_to_seconds(frame["event_timestamp"])
+    names, casts, columns = [], [], []
+    for name, annotation in _columns(event_class):
+        names.append(name)
+        if name == "timestamp":
+            casts.append(float)
+            columns.append(timestamps_to_seconds(frame[TIMESTAMP_COLUMN]).tolist())
+        else:
+            casts.append(int if annotation == "int" else str)
+            columns.append(frame[name].tolist())
     return [
-        AdEvent(
-            event_id=str(event_id),
-            type=str(kind),
-            user_id=int(user),
-            ad_id=int(ad),
-            timestamp=float(t),
+        event_class(
+            **{n: cast(v) for n, cast, v in zip(names, casts, row, strict=True)}
         )
-        for event_id, kind, user, ad, t in zip(
-            frame["event_id"],
-            frame["type"],
-            frame["user_id"],
-            frame["ad_id"],
-            seconds,
-            strict=True,
-        )
+        for row in zip(*columns, strict=True)
     ]
 
 
 def read_event_log(
-    client: redis.Redis, stream: str, *, page_size: int = 1000
+    client: redis.Redis,
+    stream: str,
+    *,
+    page_size: int = 1000,
+    event_class: type = AdEvent,
 ) -> pd.DataFrame:
     """Replay the whole stream, oldest first, as an event-log table.
 
-    Messages that do not parse are skipped: the processor dead-letters them, so
-    the log then holds exactly the events the online store counted. Adds a
-    ``message_id`` column.
+    Messages that do not parse (as ``event_class``) are skipped: the processor
+    dead-letters them, so the log then holds exactly the events the online store
+    counted. Adds a ``message_id`` column.
     """
     events, message_ids = [], []
     start = "-"
@@ -207,14 +278,14 @@ def read_event_log(
         page = client.xrange(stream, min=start, max="+", count=page_size)
         for message_id, fields in page:
             try:
-                events.append(AdEvent.from_fields(fields))
+                events.append(event_class.from_fields(fields))
             except InvalidEvent:
                 continue
             message_ids.append(_text(message_id))
         if len(page) < page_size:
             break
         start = "(" + _text(page[-1][0])
-    frame = events_frame(events)
+    frame = events_frame(events, event_class=event_class)
     frame.insert(0, "message_id", pd.Series(message_ids, dtype=object))
     return frame
 

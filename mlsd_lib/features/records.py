@@ -22,6 +22,11 @@ the functions of the same names that build them)::
     fs:seen:{stream}:{event_id}     -> dedup_key: this event was applied (TTL)
     {stream}:dead                   -> dead_letter_stream: poison messages
 
+and, by the history fold (:mod:`~mlsd_lib.features.history_fold`)::
+
+    fs:{history}@v{version}:hist:{key}  -> history_key: last items, newest first
+    fs:{history}@v{version}:cats:{key}  -> category_key: kept events per category
+
 Materialization writes a whole new generation, then moves ``current`` to it in
 one SET, so a reader sees either the old complete generation or the new one.
 Stream views write to the fixed generation ``live``.

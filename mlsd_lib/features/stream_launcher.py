@@ -3,6 +3,8 @@
 Introduced in ``notebooks/streaming_features.ipynb``: the notebook and the crash
 tests run real processor processes (``python -m
 mlsd_lib.features.stream_processor``) and read the JSON summary each prints.
+The fold such a process runs is chosen by name (``fold="history"``, see
+:mod:`~mlsd_lib.features.fold_catalog`), checked here before anything starts.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ import subprocess
 import sys
 from typing import Any
 
+from mlsd_lib.features.fold_catalog import fold_named
 from mlsd_lib.processes import die_with_parent
 
-#: The processor's tuning options, as :func:`processor_command` accepts them.
+#: The processor's options (its fold, and tuning), as :func:`processor_command`
+#: accepts them.
 PROCESSOR_OPTIONS = {
+    "fold": str,
+    "history_length": int,
+    "categories": int,
     "batch_size": int,
     "block_ms": int,
     "min_idle_ms": int,
@@ -31,12 +38,22 @@ PROCESSOR_OPTIONS = {
 def processor_command(
     redis_url: str, *, stream: str, group: str, consumer: str, **options: Any
 ) -> list[str]:
-    """The command line that runs one processor (``python -m ...``)."""
+    """The command line that runs one processor (``python -m ...``).
+
+    The fold options (``fold``, ``history_length``, ``categories``) are checked
+    here, with :func:`~mlsd_lib.features.fold_catalog.fold_named`'s errors.
+    """
     unknown = sorted(set(options) - set(PROCESSOR_OPTIONS))
     if unknown:
         raise TypeError(
             f"unknown processor options {unknown} (known: {list(PROCESSOR_OPTIONS)})."
         )
+    fold_named(
+        options.get("fold") or "windowed",
+        stream,
+        history_length=options.get("history_length"),
+        categories=options.get("categories"),
+    )
     command = [
         sys.executable, "-m", "mlsd_lib.features.stream_processor",
         "--redis-url", redis_url, "--stream", stream, "--group", group,

@@ -1,22 +1,39 @@
-"""The stream processor: Redis Stream events -> windowed counts in the online store.
+"""The stream processor: Redis Stream events folded into the online store.
 
 Introduced in ``notebooks/streaming_features.ipynb``. Run it as its own process::
 
     python -m mlsd_lib.features.stream_processor --redis-url redis://127.0.0.1:6379/0 \\
         --stream ad_events --group features --consumer worker-1
 
-How it gets every event counted exactly once, in effect:
+or, folding interaction events into each user's last 50 engaged plays::
+
+    python -m mlsd_lib.features.stream_processor --redis-url redis://127.0.0.1:6379/0 \\
+        --fold history --history-length 50 --categories 12 --stream interactions \\
+        --group features --consumer worker-1
+
+The processor owns *delivery*, and nothing about what an event means: a
+:class:`~mlsd_lib.features.stream_folds.StreamFold` says how a message parses
+and what one atomic Lua apply writes. By default that is the windowed counts
+(:class:`~mlsd_lib.features.windowed_fold.WindowedCountFold`, given
+``aggregations`` or the ads example's); ``--fold history`` folds interaction
+events into per-user histories
+(:class:`~mlsd_lib.features.history_fold.HistoryFold`). The names the command
+line knows are in :mod:`~mlsd_lib.features.fold_catalog`.
+
+How it gets every event applied exactly once, in effect, whatever the fold:
 
 * **At-least-once delivery.** It reads with ``XREADGROUP`` in a consumer group, so
   each message stays *pending* until it is acknowledged (``XACK``). A consumer
   that dies leaves its pending messages behind; any consumer takes them over with
   ``XAUTOCLAIM`` once they have been idle for ``--min-idle-ms``.
 * **Idempotent apply.** Each event is applied by ONE Lua script, atomically: it
-  checks a dedup marker for the event id, bumps the entity's per-bucket counters,
-  recomputes its windowed counts (:mod:`~mlsd_lib.features.windows`), writes the
-  packed online record (:mod:`~mlsd_lib.features.records`) and sets the marker.
-  Only then is the message acknowledged. A crash between apply and ``XACK``
-  redelivers an event whose marker is set, so the second apply is a no-op.
+  checks a dedup marker for the event id, does the fold's writes (for windowed
+  counts: bumps the entity's per-bucket counters, recomputes its windowed counts
+  (:mod:`~mlsd_lib.features.windows`), writes the packed online record
+  (:mod:`~mlsd_lib.features.records`)) and sets the marker
+  (:func:`~mlsd_lib.features.stream_folds.dedup_script`). Only then is the
+  message acknowledged. A crash between apply and ``XACK`` redelivers an event
+  whose marker is set, so the second apply is a no-op.
 * **Dead letters.** A message that cannot be parsed, or that has been delivered
   more than ``--max-deliveries`` times (it keeps failing), is copied to
   ``<stream>:dead`` with the reason and its original fields, then acknowledged,
@@ -28,10 +45,6 @@ consumers down, plus ``min-idle x max-deliveries``): a redelivery after its mark
 expired is counted twice. And it costs memory: about 100 bytes per event, so an
 hour at 1,000 events/s is ~360 MB. A producer that re-sends an event more than the
 retention later is also counted twice (offline, it is counted once).
-
-The Lua script is plain Lua 5.1 without the ``struct`` library (fakeredis lacks
-it): the float32 counts are encoded by hand, exactly as ``numpy`` would, and the
-float64 timestamp header arrives pre-packed from Python.
 
 Around the processor, one concept per module: its extra keys in
 :mod:`~mlsd_lib.features.stream_keys`, running it as a process in
@@ -55,14 +68,9 @@ from typing import Any
 
 import redis
 
-from mlsd_lib.features.event_stream import AdEvent, InvalidEvent
-from mlsd_lib.features.records import (
-    HEADER,
-    LIVE_GENERATION,
-    current_key,
-    entity_key,
-    record_key,
-)
+from mlsd_lib.features.event_stream import InvalidEvent
+from mlsd_lib.features.fold_catalog import FOLD_NAMES, fold_named
+from mlsd_lib.features.stream_folds import StreamFold
 from mlsd_lib.features.stream_freshness import measure_freshness, read_live_record
 from mlsd_lib.features.stream_keys import dead_letter_stream, dedup_key, state_key
 from mlsd_lib.features.stream_launcher import (
@@ -72,9 +80,10 @@ from mlsd_lib.features.stream_launcher import (
     summary_of,
 )
 from mlsd_lib.features.views import FeatureStoreError
-from mlsd_lib.features.windows import ADS_STREAM, StreamAggregation, ads_aggregations
+from mlsd_lib.features.windowed_fold import FLOAT32_LUA, WindowedCountFold
+from mlsd_lib.features.windows import StreamAggregation, ads_aggregations
 
-#: The processor itself is defined here; its keys, launcher and freshness
+#: The processor itself is defined here; its keys, folds, launcher and freshness
 #: measurement live in modules of their own and are importable from here too.
 __all__ = [
     "CRASH_EXIT_CODE",
@@ -95,97 +104,6 @@ __all__ = [
 
 #: The exit status of a processor that crashed on purpose (``--crash-after``).
 CRASH_EXIT_CODE = 3
-
-#: Lua: the 4 little-endian bytes of float32(n) for an integer n >= 0, rounded to
-#: nearest even like numpy (exact below 2**24).
-FLOAT32_LUA = """
-local function float32(n)
-  if n == 0 then return string.char(0, 0, 0, 0) end
-  local e, m = 0, n
-  while m >= 2 do m = m / 2; e = e + 1 end
-  local scaled = m * 8388608
-  local f = math.floor(scaled)
-  local r = scaled - f
-  if r > 0.5 or (r == 0.5 and f % 2 == 1) then f = f + 1 end
-  if f == 16777216 then f = 8388608; e = e + 1 end
-  local bits = (e + 127) * 8388608 + (f - 8388608)
-  return string.char(bits % 256, math.floor(bits / 256) % 256,
-                     math.floor(bits / 65536) % 256, math.floor(bits / 16777216))
-end
-"""
-
-# KEYS: [1] dedup marker, then per aggregation: state hash, record, current.
-# ARGV: [1] marker retention (s), [2] event type, [3] event time (repr),
-#       [4] event time as the packed float64 header, [5] number of aggregations,
-#       then per aggregation: bucket, state ttl (s), record ttl (s, 0 = none),
-#       retained buckets, number of features, then (event type, span) per feature.
-# All reads come first, so an error (e.g. WRONGTYPE) aborts before any write.
-_APPLY_LUA = (
-    FLOAT32_LUA
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local etype, t, header = ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local plans, p = {}, 6
-for i = 1, tonumber(ARGV[5]) do
-  local plan = {bucket = ARGV[p], state_ttl = tonumber(ARGV[p + 1]),
-                record_ttl = tonumber(ARGV[p + 2]), retained = tonumber(ARGV[p + 3]),
-                counts = {}}
-  local nfeat = tonumber(ARGV[p + 4])
-  p = p + 5
-  for j = 1, nfeat do
-    plan.counts[j] = {ARGV[p], tonumber(ARGV[p + 1])}
-    p = p + 2
-  end
-  local base = 2 + 3 * (i - 1)
-  plan.state_key, plan.record_key, plan.current_key = KEYS[base], KEYS[base + 1],
-    KEYS[base + 2]
-  plan.flat = redis.call('HGETALL', plan.state_key)
-  plans[i] = plan
-end
-
-for _, plan in ipairs(plans) do
-  local state, live = {}, {}
-  for k = 1, #plan.flat, 2 do state[plan.flat[k]] = plan.flat[k + 1] end
-  for k, v in pairs(state) do
-    local kind, b = string.match(k, '^c:(.+):(%-?%d+)$')
-    if kind then live[k] = {kind, tonumber(b), tonumber(v)} end
-  end
-  local field = 'c:' .. etype .. ':' .. plan.bucket
-  if live[field] then live[field][3] = live[field][3] + 1
-  else live[field] = {etype, tonumber(plan.bucket), 1} end
-  local old_t = tonumber(state['t'])
-  local top, head = tonumber(state['b']), state['h']
-  local newer = old_t == nil or t >= old_t
-  if newer then top, head = tonumber(plan.bucket), header end
-  local stale = {}
-  for k, c in pairs(live) do
-    if c[2] <= top - plan.retained then stale[#stale + 1] = k end
-  end
-  local parts = {head}
-  for j, spec in ipairs(plan.counts) do
-    local sum = 0
-    for _, c in pairs(live) do
-      if c[1] == spec[1] and c[2] > top - spec[2] then sum = sum + c[3] end
-    end
-    parts[j + 1] = float32(sum)
-  end
-  redis.call('HINCRBY', plan.state_key, field, 1)
-  if #stale > 0 then redis.call('HDEL', plan.state_key, unpack(stale)) end
-  if newer then
-    redis.call('HSET', plan.state_key, 't', ARGV[3], 'b', plan.bucket, 'h', header)
-  end
-  redis.call('EXPIRE', plan.state_key, plan.state_ttl)
-  if plan.record_ttl > 0 then
-    redis.call('SET', plan.record_key, table.concat(parts), 'EX', plan.record_ttl)
-  else
-    redis.call('SET', plan.record_key, table.concat(parts))
-  end
-  redis.call('SET', plan.current_key, 'live')
-end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-return 1
-"""
-)
 
 
 def _text(value: object) -> str:
@@ -219,8 +137,12 @@ Message = tuple[str, dict[bytes | str, bytes | str] | None]
 
 
 class StreamProcessor:
-    """One consumer of a consumer group, folding events into stream views.
+    """One consumer of a consumer group, folding events into the online store.
 
+    What an event does is the ``fold``'s (a
+    :class:`~mlsd_lib.features.stream_folds.StreamFold` for ``stream``); give
+    ``aggregations`` instead (or neither, for the ads example's) and the fold is
+    :class:`~mlsd_lib.features.windowed_fold.WindowedCountFold` over them.
     Usable in-process (tests, fakeredis) through :meth:`apply`, :meth:`step` and
     :meth:`run`; :func:`main` wraps it as a command. ``crash`` is what
     ``crash_after`` calls: by default it kills the process on the spot.
@@ -234,6 +156,7 @@ class StreamProcessor:
         consumer: str,
         aggregations: Sequence[StreamAggregation] | None = None,
         *,
+        fold: StreamFold | None = None,
         batch_size: int = 100,
         block_ms: int = 100,
         min_idle_ms: int = 5_000,
@@ -241,21 +164,27 @@ class StreamProcessor:
         dedup_retention: timedelta = timedelta(hours=1),
         crash: Callable[[], None] = _die,
     ):
-        aggregations = tuple(
-            ads_aggregations(stream) if aggregations is None else aggregations
-        )
-        if not aggregations:
-            raise FeatureStoreError("the processor needs at least one aggregation.")
-        for aggregation in aggregations:
-            if aggregation.stream != stream:
-                raise FeatureStoreError(
-                    f"view {aggregation.view.name!r} is fed by stream "
-                    f"{aggregation.stream!r}, but this processor reads {stream!r}; "
-                    "build the views for this stream (e.g. ads_aggregations(stream))."
-                )
-        names = [a.view.name for a in aggregations]
-        if len(set(names)) != len(names):
-            raise FeatureStoreError(f"aggregations repeat views: {names}.")
+        if fold is None:
+            fold = WindowedCountFold(
+                ads_aggregations(stream) if aggregations is None else aggregations,
+                stream=stream,
+            )
+        elif aggregations is not None:
+            raise FeatureStoreError(
+                "give the processor aggregations (a windowed-count fold) or a fold, "
+                "not both; for windowed counts in a fold of your own, pass "
+                "fold=WindowedCountFold(aggregations)."
+            )
+        elif not isinstance(fold, StreamFold):
+            raise FeatureStoreError(
+                f"fold {fold!r} is not a StreamFold: it needs stream, script, "
+                "parse(fields) and keys_and_args(event)."
+            )
+        elif fold.stream != stream:
+            raise FeatureStoreError(
+                f"this {type(fold).__name__} folds stream {fold.stream!r}, but this "
+                f"processor reads {stream!r}; build the fold for this stream."
+            )
         for name, value in (
             ("batch_size", batch_size),
             ("block_ms", block_ms),
@@ -268,7 +197,11 @@ class StreamProcessor:
             raise ValueError("dedup_retention must be at least one second.")
         self.client = client
         self.stream, self.group, self.consumer = stream, group, consumer
-        self.aggregations = aggregations
+        self.fold = fold
+        #: The windowed-count fold's aggregations (empty for other folds).
+        self.aggregations: tuple[StreamAggregation, ...] = tuple(
+            getattr(fold, "aggregations", ())
+        )
         self.batch_size, self.block_ms = batch_size, block_ms
         self.min_idle_ms, self.max_deliveries = min_idle_ms, max_deliveries
         self.dedup_retention_s = math.ceil(dedup_retention.total_seconds())
@@ -278,41 +211,17 @@ class StreamProcessor:
         self._crash_after: int | None = None
         self._applies = 0
         self._claim_cursor = "0-0"
-        self._script = client.register_script(_APPLY_LUA)
+        self._script = client.register_script(fold.script)
 
     # --- applying one event ------------------------------------------------------
 
-    def _keys_and_args(self, event: AdEvent) -> tuple[list[str], list[Any]]:
-        keys = [dedup_key(self.stream, event.event_id)]
-        args: list[Any] = [
-            self.dedup_retention_s,
-            event.type,
-            repr(event.timestamp),
-            HEADER.pack(event.timestamp),
-            len(self.aggregations),
-        ]
-        for aggregation in self.aggregations:
-            view = aggregation.view
-            entity = entity_key([getattr(event, aggregation.entity_field)])
-            keys += [
-                state_key(aggregation, entity),
-                record_key(view, LIVE_GENERATION, entity),
-                current_key(view),
-            ]
-            retained = aggregation.retained_buckets
-            ordered = aggregation.in_view_order()
-            args += [
-                aggregation.bucket_of(event.timestamp),
-                math.ceil((retained + 1) * aggregation.bucket_seconds),
-                math.ceil(view.ttl.total_seconds()),
-                retained,
-                len(ordered),
-            ]
-            for count in ordered:
-                args += [count.event_type, aggregation.num_buckets(count)]
-        return keys, args
+    def _keys_and_args(self, event: Any) -> tuple[list[str], list[Any]]:
+        """The dedup marker and its retention first, then the fold's own."""
+        keys, args = self.fold.keys_and_args(event)
+        marker = dedup_key(self.stream, event.event_id)
+        return [marker, *keys], [self.dedup_retention_s, *args]
 
-    def apply(self, event: AdEvent) -> bool:
+    def apply(self, event: Any) -> bool:
         """Apply one event atomically; False if it was applied before (a no-op)."""
         keys, args = self._keys_and_args(event)
         return self._script(keys=keys, args=args) == 1
@@ -380,7 +289,7 @@ class StreamProcessor:
 
     def handle(self, messages: Sequence[Message], deliveries: dict[str, int]) -> None:
         """Apply, dead-letter or skip each message, then acknowledge the applied."""
-        to_apply: list[tuple[str, AdEvent]] = []
+        to_apply: list[tuple[str, Any]] = []
         done: list[str] = []
         for message_id, fields in messages:
             delivered = deliveries.get(message_id, 1)
@@ -396,7 +305,7 @@ class StreamProcessor:
                 )  # fmt: skip
                 continue
             try:
-                event = AdEvent.from_fields(fields)
+                event = self.fold.parse(fields)
             except InvalidEvent as error:
                 self._dead_letter(
                     message_id, fields, f"invalid event: {error}", delivered
@@ -492,13 +401,29 @@ class StreamProcessor:
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m mlsd_lib.features.stream_processor",
-        description="Fold ad events from a Redis Stream into windowed counts in "
-        "the online store (at-least-once delivery, idempotent apply).",
+        description="Fold events from a Redis Stream into the online store "
+        "(at-least-once delivery, idempotent apply): ad events into windowed "
+        "counts (--fold windowed, the default) or interaction events into "
+        "per-user histories (--fold history).",
     )
     parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--stream", default=ADS_STREAM)
+    parser.add_argument(
+        "--fold", default="windowed",
+        help=f"what an event does to the store, one of {list(FOLD_NAMES)}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stream", help="the stream to read (default: the fold's example stream)"
+    )
     parser.add_argument("--group", required=True)
     parser.add_argument("--consumer", required=True)
+    parser.add_argument(
+        "--history-length", type=int,
+        help="history fold: item ids kept per user (default 50)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--categories", type=int,
+        help="history fold: number of item categories (default 12)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--block-ms", type=int, default=100)
     parser.add_argument("--min-idle-ms", type=int, default=5_000)
@@ -517,6 +442,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one processor until a limit or SIGTERM/SIGINT; print a JSON summary."""
     args = _parse_args(argv)
+    try:
+        fold = fold_named(
+            args.fold,
+            args.stream,
+            history_length=args.history_length,
+            categories=args.categories,
+        )
+    except FeatureStoreError as error:
+        print(f"stream processor: {error}", file=sys.stderr)
+        return 2
     client = redis.Redis.from_url(
         args.redis_url, socket_connect_timeout=2.0, socket_timeout=10.0
     )
@@ -537,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
     processor = StreamProcessor(
-        client, args.stream, args.group, args.consumer,
+        client, fold.stream, args.group, args.consumer, fold=fold,
         batch_size=args.batch_size, block_ms=args.block_ms,
         min_idle_ms=args.min_idle_ms, max_deliveries=args.max_deliveries,
         dedup_retention=timedelta(seconds=args.dedup_retention_s),
