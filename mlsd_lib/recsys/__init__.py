@@ -1,0 +1,24 @@
+"""Glue for the recommender case study (``casestudies/recommender/index.md``).
+
+Introduced in ``casestudies/recommender/index.md``. The generic pieces
+(capacity, worlds, models, index, evaluation) know nothing about this case
+study; the modules here hold what only it needs:
+
+* :mod:`~mlsd_lib.recsys.scale`: the production requirements of the case
+  study's page as a :mod:`mlsd_lib.capacity` estimate, with the rows only a
+  recommender has (candidates ranked, item features in memory, play log,
+  embedding tables, Flat / HNSW / IVF-PQ index sizes, ranker replicas).
+* :mod:`~mlsd_lib.recsys.world_profile`: what a simulated log says: rates,
+  the position curve against the world's true one, popularity concentration,
+  clickbait and watch minutes.
+* :mod:`~mlsd_lib.recsys.arms`: several feed policies run on forks of one
+  world, so they face the same users and the same random numbers.
+* :mod:`~mlsd_lib.recsys.ceilings`: held-out plays, reference rankings
+  (oracle, popularity, random, "shown before") and the recall and NDCG each
+  reaches, against logged plays and against the truth.
+* :mod:`~mlsd_lib.recsys.events`: the world's impression log as interaction
+  events (sessions, impressions, plays, engaged plays; stable ids), parquet
+  files by day and hour, and the Redis Stream the history fold reads.
+* :mod:`~mlsd_lib.recsys.training_rows`: point-in-time training rows for
+  retrieval and ranking from the streamed user state, and the leakage test.
+"""
