@@ -18,11 +18,14 @@ monitoring are pure functions:
 * :mod:`~mlsd_lib.datasets`: the shapes models consume, and real-format loaders;
 * :mod:`~mlsd_lib.features`: feature views, offline and online stores, streams;
 * :mod:`~mlsd_lib.models`: the models and the one training loop;
+* :mod:`~mlsd_lib.index`: approximate nearest-neighbour search on faiss (Flat,
+  IVF, HNSW, IVF-PQ), versioned and sharded;
+* :mod:`~mlsd_lib.reranking`: filters, diversity and exploration on a ranked list;
 * :mod:`~mlsd_lib.serving`: export, registry, model servers, the gateway;
 * :mod:`~mlsd_lib.evaluation`, :mod:`~mlsd_lib.monitoring`: metrics, A/B
   tests, drift;
 * :mod:`~mlsd_lib.capacity`: back-of-the-envelope estimates;
-* :mod:`~mlsd_lib.adclick`: the ad-click case study's glue.
+* :mod:`~mlsd_lib.adclick`, :mod:`~mlsd_lib.recsys`: each case study's glue.
 """
 
 __version__ = "0.1.0"
