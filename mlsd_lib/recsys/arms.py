@@ -1,6 +1,7 @@
 """Several feed policies on the same simulated users: arms of a perfect experiment.
 
-Introduced in ``casestudies/recommender/01_requirements_and_scale.ipynb``. A real A/B test splits
+Introduced in
+``casestudies/recommender/01_requirements_and_scale.ipynb``. A real A/B test splits
 users, so the arms differ by the policies *and* by who landed in which arm;
 its answer comes with sampling noise. The world can do better: every arm runs
 on its own :meth:`~mlsd_lib.worlds.recsys.RecsysWorld.fork` of one world, so

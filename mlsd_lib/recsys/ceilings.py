@@ -1,6 +1,7 @@
 """The ceilings of step 2: how good any recommender could be, and how a log lies.
 
-Introduced in ``casestudies/recommender/01_requirements_and_scale.ipynb``. Before a model is
+Introduced in
+``casestudies/recommender/01_requirements_and_scale.ipynb``. Before a model is
 trained, the framing step fixes the metrics (recall@K of retrieval, NDCG@20
 of the ranked feed) and asks what values they can reach. In a real system
 nobody knows; in the world, the true engagement model ranks every user's

@@ -1,7 +1,8 @@
 """The recsys world's impression log as interaction events: the event log, on disk
 and on a Redis Stream.
 
-Introduced in ``casestudies/recommender/02_data_and_features.ipynb`` (step 3, "events to parquet
+Introduced in
+``casestudies/recommender/02_data_and_features.ipynb`` (step 3, "events to parquet
 and to a Redis Stream"). The world logs one row per impression, with what
 happened to it (:class:`~mlsd_lib.worlds.recsys_log.RecsysLog`); a production
 system logs *events*, each when it happens. :func:`interaction_log` turns the

@@ -1,6 +1,7 @@
 """The recommender's back-of-the-envelope numbers, computed rather than typed.
 
-Introduced in ``casestudies/recommender/01_requirements_and_scale.ipynb``. The case study's page
+Introduced in
+``casestudies/recommender/01_requirements_and_scale.ipynb``. The case study's page
 derives its traffic, storage and index sizes by hand; this module derives the
 same figures from the same assumptions, so the page, the notebook and a test
 agree, and a reader who moves one assumption sees every figure that depends

@@ -1,6 +1,7 @@
 """Point-in-time training rows for retrieval and ranking, from the event log.
 
-Introduced in ``casestudies/recommender/02_data_and_features.ipynb`` (step 3, "a point-in-time
+Introduced in
+``casestudies/recommender/02_data_and_features.ipynb`` (step 3, "a point-in-time
 join with a leakage test"). A training row must hold the features the model
 would have been given when the feed was requested, and nothing later. The user
 features here are the streamed ones, the history fold's

@@ -1,6 +1,7 @@
 """What a simulated impression log says about the recsys world.
 
-Introduced in ``casestudies/recommender/01_requirements_and_scale.ipynb``. Before anything is
+Introduced in
+``casestudies/recommender/01_requirements_and_scale.ipynb``. Before anything is
 trained, step 1 asks the data the questions an interviewer would: how often
 an impression becomes an engaged play, how many plays a user makes, how much
 the feed position matters, how concentrated plays are on a few titles, what
