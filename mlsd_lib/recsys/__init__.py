@@ -21,4 +21,14 @@ study; the modules here hold what only it needs:
   files by day and hour, and the Redis Stream the history fold reads.
 * :mod:`~mlsd_lib.recsys.training_rows`: point-in-time training rows for
   retrieval and ranking from the streamed user state, and the leakage test.
+* Serving the feed (``POST /v1/recs/feed``):
+  :mod:`~mlsd_lib.recsys.feed_features` (the user tower's and the ranker's
+  inputs from one Redis read), :mod:`~mlsd_lib.recsys.feed_catalogue` (the
+  item table in memory, "continue watching"), :mod:`~mlsd_lib.recsys.feed_tables`
+  (trending, popular-in-region and the exploration pool, precomputed),
+  :mod:`~mlsd_lib.recsys.feed` (the five stages of one request, and its
+  degraded feed), :mod:`~mlsd_lib.recsys.serving` (towers, ranker and index
+  registered and deployed as one release) and
+  :mod:`~mlsd_lib.recsys.quick_release` (a small seeded release for tests and
+  the benchmark).
 """

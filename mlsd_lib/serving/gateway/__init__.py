@@ -19,6 +19,13 @@ Introduced in ``notebooks/model_serving.ipynb``. One concept per module:
 - :mod:`~mlsd_lib.serving.gateway.score_path`: route, features, model, fallback,
   answer and log, for one request;
 - :mod:`~mlsd_lib.serving.gateway.score_route`: ``POST /score``;
+- for routes of several stages (the recommender's feed):
+  :mod:`~mlsd_lib.serving.gateway.budgets` (each stage timed against its p99
+  budget, each dependency call bounded by a timeout),
+  :mod:`~mlsd_lib.serving.gateway.candidates` (candidate sources merged, each
+  candidate tagged with its source) and
+  :mod:`~mlsd_lib.serving.gateway.model_calls` (registered models with several
+  named tensors, loaded and called);
 - :mod:`~mlsd_lib.serving.gateway.health`: ``/healthz`` and ``/readyz``;
 - :mod:`~mlsd_lib.serving.gateway.admin`: ``POST /admin/reload``, the hot swap
   (:mod:`~mlsd_lib.serving.gateway.hotswap`);
