@@ -28,7 +28,8 @@ study; the modules here hold what only it needs:
   (trending, popular-in-region and the exploration pool, precomputed),
   :mod:`~mlsd_lib.recsys.feed` (the five stages of one request, and its
   degraded feed), :mod:`~mlsd_lib.recsys.serving` (towers, ranker and index
-  registered and deployed as one release) and
-  :mod:`~mlsd_lib.recsys.quick_release` (a small seeded release for tests and
-  the benchmark).
+  registered and deployed as one release), :mod:`~mlsd_lib.recsys.gateway`
+  (the route on the generic gateway, its degraded answers and impression log)
+  and :mod:`~mlsd_lib.recsys.quick_release` (a small seeded release for tests
+  and the benchmark).
 """

@@ -4,9 +4,10 @@ Introduced in ``notebooks/model_serving.ipynb``. An orchestrator asks two
 different questions. ``/healthz`` (liveness): the process is alive and its event
 loop answers; it also reports the deployments and the counters. ``/readyz``
 (readiness): Redis answers PING and the production model, or its fallback,
-scores a row of default features, each within ``readiness_timeout_s``; 503 when
-not, so a load balancer sends traffic elsewhere instead of restarting the
-process.
+scores a row of default features, and every check a route added to
+:attr:`~mlsd_lib.serving.gateway.state.GatewayState.readiness_checks` passes,
+each within ``readiness_timeout_s``; 503 when not, so a load balancer sends
+traffic elsewhere instead of restarting the process.
 """
 
 from typing import Any
@@ -27,24 +28,33 @@ def health_router() -> APIRouter:
     @router.get("/healthz")
     async def healthz(state: GatewayDep) -> dict[str, Any]:
         """The process is alive and its event loop answers (plus its counters)."""
-        return {
-            "status": "ok",
-            "deployments": versions_by_arm(state.deployments),
-            **state.stats(),
-        }
+        deployments = (
+            versions_by_arm(state.deployments) if state.has_deployments else {}
+        )
+        return {"status": "ok", "deployments": deployments, **state.stats()}
 
     @router.get(
         "/readyz", responses={503: {"description": "a dependency is not ready"}}
     )
     async def readyz(state: GatewayDep) -> JSONResponse:
-        """Ready when Redis answers PING and a model (or its fallback) scores."""
-        checks = {"redis": "ok", "model": "ok"}
+        """Ready when Redis answers PING, a model (or its fallback) scores and
+        every check the gateway's routes added passes."""
+        checks = {"redis": "ok"}
         timeout = state.config.readiness_timeout_s
         try:
             await state.scorer.ping_store(timeout)
         except Exception as error:
             checks["redis"] = f"{type(error).__name__}: {error}"
-        checks["model"] = await _probe_models(state.scorer, state.deployments, timeout)
+        if state.has_deployments:
+            checks["model"] = await _probe_models(
+                state.scorer, state.deployments, timeout
+            )
+        for name, check in state.readiness_checks.items():
+            try:
+                await check(timeout)
+                checks[name] = "ok"
+            except Exception as error:
+                checks[name] = f"{type(error).__name__}: {error}"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"ready": ready, "checks": checks},

@@ -12,16 +12,22 @@ A route built on the gateway calls :meth:`GatewayState.answer` with a
 :class:`~mlsd_lib.serving.gateway.schemas.ScoreRequest` and gets the body
 ``/score`` would answer, so routing, canary, features, model, fallback, shadow
 and the impression log are implemented once.
+
+A gateway may also carry only a case study's own routes (the recommender's
+``POST /v1/recs/feed`` calls two models per request, not one ``/score``
+deployment): made with ``deployments=None`` it has no ``/score``, and such a
+route adds what ``/readyz`` must check to :attr:`GatewayState.readiness_checks`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.serving.gateway.config import Deployments, GatewayConfig
 from mlsd_lib.serving.gateway.hotswap import DeploymentSwitch
@@ -34,25 +40,36 @@ from mlsd_lib.serving.gateway.throttled_log import ThrottledLog
 
 logger = logging.getLogger(__name__)
 
+#: A readiness check: raises (any exception, its message the reason) unless the
+#: dependency it checks answers within the timeout it is given, in seconds.
+ReadinessCheck = Callable[[float], Awaitable[None]]
+
+
+class NoScoreDeployments(MlsdError, RuntimeError):
+    """A gateway made without ``/score`` deployments was asked to score."""
+
 
 class GatewayState:
     """The parts of a running gateway; ``app.state.gateway`` in handlers and tests.
 
     ``reload``, when given, builds the deployments to serve next; ``POST
-    /admin/reload`` calls it and hot-swaps to what it returns.
+    /admin/reload`` calls it and hot-swaps to what it returns. ``deployments``
+    is None for a gateway that serves only a case study's own routes.
     """
 
     def __init__(
         self,
         config: GatewayConfig,
         store: OnlineStore,
-        deployments: Deployments,
+        deployments: Deployments | None,
         *,
         reload: Callable[[], Deployments] | None = None,
     ) -> None:
         self.config = config
         self.reload = reload
-        self.switch = DeploymentSwitch(deployments)
+        self.switch = None if deployments is None else DeploymentSwitch(deployments)
+        #: Extra ``/readyz`` checks by name, added by the routes that need them.
+        self.readiness_checks: dict[str, ReadinessCheck] = {}
         self.scorer = Scorer(
             store,
             config.entities,
@@ -75,9 +92,23 @@ class GatewayState:
         }
 
     @property
+    def has_deployments(self) -> bool:
+        """Whether this gateway scores through ``/score`` deployments."""
+        return self.switch is not None
+
+    @property
     def deployments(self) -> Deployments:
         """What new requests are served by (a hot swap replaces it)."""
-        return self.switch.current
+        return self._switch().current
+
+    def _switch(self) -> DeploymentSwitch:
+        if self.switch is None:
+            raise NoScoreDeployments(
+                "this gateway was made without /score deployments "
+                "(create_app(..., deployments=None)); pass Deployments to score "
+                "through it."
+            )
+        return self.switch
 
     async def answer(self, body: ScoreRequest) -> dict[str, Any]:
         """Score ``body`` as ``/score`` does and return its JSON body.
@@ -88,7 +119,7 @@ class GatewayState:
         :class:`~fastapi.HTTPException` (422 for missing context, 503 when no
         model could answer) as ``/score`` does.
         """
-        with self.switch.snapshot() as deployments:
+        with self._switch().snapshot() as deployments:
             return await score_with(self, deployments, body)
 
     def start(self) -> None:
@@ -120,7 +151,7 @@ class GatewayState:
     async def swap(self, new: Deployments) -> dict[str, Any]:
         """Hot-swap to ``new`` (warm up, switch, drain); SwapRefused keeps the old."""
         new.check_refs(self.scorer.store.registry)
-        report = await self.switch.swap(
+        report = await self._switch().swap(
             new,
             self.scorer,
             warmup_timeout_s=self.config.warmup_timeout_s,
