@@ -29,7 +29,10 @@ study; the modules here hold what only it needs:
   :mod:`~mlsd_lib.recsys.feed` (the five stages of one request, and its
   degraded feed), :mod:`~mlsd_lib.recsys.serving` (towers, ranker and index
   registered and deployed as one release), :mod:`~mlsd_lib.recsys.gateway`
-  (the route on the generic gateway, its degraded answers and impression log)
+  (the route on the generic gateway, its degraded answers and impression log),
+  :mod:`~mlsd_lib.recsys.feed_bundle` (what a feed server loads from disk),
+  :mod:`~mlsd_lib.recsys.feed_server` (``python -m
+  mlsd_lib.recsys.feed_server``: the route under uvicorn, a process of its own)
   and :mod:`~mlsd_lib.recsys.quick_release` (a small seeded release for tests
   and the benchmark).
 """

@@ -55,6 +55,7 @@ from mlsd_lib.models.training import TrainingConfig
 from mlsd_lib.models.two_tower import TwoTower, embed_items, train_two_tower
 from mlsd_lib.models.two_tower_data import EntityFeatures, TwoTowerData
 from mlsd_lib.recsys.events import RECSYS_EPOCH, interaction_log, publish_events
+from mlsd_lib.recsys.feed_bundle import save_bundle
 from mlsd_lib.recsys.feed_catalogue import FeedCatalogue
 from mlsd_lib.recsys.feed_features import USER_CATEGORICAL
 from mlsd_lib.recsys.feed_tables import FeedTables, build_feed_tables
@@ -135,6 +136,19 @@ class QuickRelease:
             patterns.append(f"{view_prefix(fold.counts.view)}:*")
         deleted = sum(delete_matching(client, pattern) for pattern in patterns)
         return deleted + client.delete(fold.stream, dead_letter_stream(fold.stream))
+
+    def save_bundle(self, folder: str | Path) -> Path:
+        """What a feed server process loads (:mod:`~mlsd_lib.recsys.feed_bundle`),
+        with the clock frozen at this release's "now"."""
+        return save_bundle(
+            folder,
+            registry=self.registry,
+            fold=self.fold,
+            tables=self.tables,
+            item_features=self.item_features,
+            world_epoch=self.epoch,
+            frozen_now=self.now,
+        )
 
     def user_profiles(self) -> pd.DataFrame:
         """Region and maturity limit of every user (what a client app sends)."""

@@ -33,6 +33,8 @@ Introduced in ``notebooks/model_serving.ipynb``. One concept per module:
   deployments, loaded onto the model servers;
 - :mod:`~mlsd_lib.serving.gateway.app`: the FastAPI app that puts them together;
   :mod:`~mlsd_lib.serving.gateway.server`: that app under uvicorn on a thread;
+  :mod:`~mlsd_lib.serving.gateway.process`: a gateway command as a process of
+  its own (what a benchmark measures);
 - :mod:`~mlsd_lib.serving.gateway.traffic`: steady background load with every
   request recorded (hot swaps, fault drills);
 - :mod:`~mlsd_lib.serving.gateway.demo` and ``python -m mlsd_lib.serving.gateway

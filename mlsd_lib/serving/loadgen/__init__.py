@@ -32,7 +32,8 @@ The package, one concept per module: :mod:`~mlsd_lib.serving.loadgen.limits`
 (the bounds), :mod:`~mlsd_lib.serving.loadgen.targets` (loopback and
 readiness), :mod:`~mlsd_lib.serving.loadgen.results` (what a run measured),
 :mod:`~mlsd_lib.serving.loadgen.loops` (closed and open loops),
-:mod:`~mlsd_lib.serving.loadgen.senders` (HTTP ``send`` callables) and
+:mod:`~mlsd_lib.serving.loadgen.senders` (HTTP ``send`` callables),
+:mod:`~mlsd_lib.serving.loadgen.rotating` (one body per request, in turn) and
 :mod:`~mlsd_lib.serving.loadgen.plots`.
 """
 
@@ -57,6 +58,7 @@ from mlsd_lib.serving.loadgen.results import (
     LoadResult,
     format_table,
 )
+from mlsd_lib.serving.loadgen.rotating import NoBodies, RotatingBodySender
 from mlsd_lib.serving.loadgen.senders import (
     HttpSender,
     LeanHttpSender,
@@ -83,8 +85,10 @@ __all__ = [
     "LeanResponse",
     "LoadLimitError",
     "LoadResult",
+    "NoBodies",
     "NotLoopback",
     "RequestFailed",
+    "RotatingBodySender",
     "Send",
     "ServiceNotReady",
     "arrival_schedule",

@@ -1,0 +1,254 @@
+"""The recommender's feed over HTTP, with real Redis, real Triton and faiss.
+
+    python benchmarks/recsys_serving.py [--quick]
+
+Builds a seeded release (:func:`mlsd_lib.recsys.quick_release.build_quick_release`:
+the ``small`` world, 20,000 users and 10,000 items, 7 simulated days; ``--quick``:
+the ``quick`` world, 3,000 users and 2,000 items, 3 days), streams its feature
+events through the real stream processor into the Redis at ``REDIS_URL``
+(unset: :func:`mlsd_lib.redis_backend.get_redis` starts a private redis-server;
+fakeredis cannot be shared with another process, so it is refused), and starts
+the feed gateway as a process of its own (``python -m
+mlsd_lib.recsys.feed_server``: uvicorn on 127.0.0.1, the user tower and the
+ranker in ``tritonserver`` from its model repository, faiss HNSW over the
+catalogue in the gateway process). It waits for ``/readyz``, warms up, then
+sends ``POST /v1/recs/feed``, **one user per request** (users in a seeded
+order, each request a different user, 20 items per page):
+
+* ``1 client`` in a closed loop: ``feed_p50_ms``, ``feed_p99_ms`` (the client's
+  end-to-end latency) and each stage's p99 inside the gateway
+  (``stage_<name>_p99_ms``: features, user_tower, ann, ranker, rerank, and
+  ``stage_total_p99_ms``, the gateway's own time);
+* ``4 clients`` in a closed loop: ``rps_4_clients``, ``p99_4_clients_ms``.
+
+``failed_requests`` counts non-2xx answers and errors; ``degraded_requests``
+the answers that fell back to the popular-in-region feed (a dependency failed
+or ran out of time). Every run is bounded in requests and seconds, all traffic
+stays on loopback, the gateway (and its Triton) is stopped, the Redis keys this
+run wrote are deleted, also on error. The last stdout line is one JSON object.
+Targets: ``feed_p99_ms`` <= 40, ``failed_requests`` = 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from mlsd_lib.processes import tail
+from mlsd_lib.recsys.feed import FEED_STAGE_BUDGETS_MS
+from mlsd_lib.recsys.quick_release import QuickRelease, build_quick_release
+from mlsd_lib.redis_backend import get_redis
+from mlsd_lib.serving.gateway.process import GatewayProcess
+from mlsd_lib.serving.loadgen import (
+    LoadResult,
+    RotatingBodySender,
+    check_loopback,
+    format_table,
+    run_closed_loop,
+    wait_until_ready,
+)
+from mlsd_lib.serving.triton_server import triton_unavailable_reason
+from mlsd_lib.worlds.recsys_config import RecsysWorldConfig
+
+API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
+CONCURRENCY = 4
+STREAM = "recs_bench_events"
+HISTORY = "recs_bench_history"
+
+
+class Recorder:
+    """The ``send`` the loops call: one request, its body kept for afterwards
+    (parsed after the run, so no JSON work is timed)."""
+
+    def __init__(self, sender: RotatingBodySender) -> None:
+        self.sender = sender
+        self.bodies: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        response = self.sender()
+        with self._lock:
+            self.bodies.append(response.content)
+
+    def take(self) -> list[dict]:
+        with self._lock:
+            bodies, self.bodies = self.bodies, []
+        return [json.loads(body) for body in bodies]
+
+
+def stage_percentiles(answers: list[dict], q: float) -> dict[str, float]:
+    """The ``q``-th percentile of each stage's milliseconds over ``answers``
+    that were served (not degraded)."""
+    served = [a["timings"] for a in answers if not a["degraded"]]
+    names = [*FEED_STAGE_BUDGETS_MS, "total"]
+    if not served:
+        return {name: float("nan") for name in names}
+    return {
+        name: round(float(np.percentile([t[name] for t in served], q)), 3)
+        for name in names
+    }
+
+
+def feed_bodies(release: QuickRelease, n: int, seed: int) -> list[dict]:
+    """``n`` requests of distinct users in a seeded order, each with its profile."""
+    profiles = release.user_profiles()
+    rng = np.random.default_rng(seed)
+    users = rng.permutation(len(profiles))[:n]
+    return [
+        {
+            "user_id": int(u),
+            "context": {
+                "region": int(profiles.region[u]),
+                "maturity_limit": int(profiles.maturity_limit[u]),
+            },
+            "page_size": 20,
+        }
+        for u in users
+    ]
+
+
+def measure(
+    url: str,
+    api_key: str,
+    bodies: list[dict],
+    n_single: int,
+    n_multi: int,
+    max_seconds: float,
+) -> tuple[LoadResult, LoadResult, list[dict], list[dict], dict]:
+    """1 client, then 4 clients; the answers of each phase; the gateway's counters."""
+    waited = wait_until_ready(url, "/readyz", timeout_s=120.0)
+    print(f"feed gateway ready after {waited:.2f} s at {url}")
+    headers = {"X-API-Key": api_key}
+    with RotatingBodySender(f"{url}/v1/recs/feed", bodies, headers) as sender:
+        send = Recorder(sender)
+        run_closed_loop(send, 1, max_requests=max(100, n_single // 5), max_seconds=30)
+        run_closed_loop(send, CONCURRENCY, max_requests=200, max_seconds=30)
+        send.take()  # warm-up answers are not measured
+        single = run_closed_loop(
+            send, 1, max_requests=n_single, max_seconds=max_seconds
+        )
+        single_answers = send.take()
+        multi = run_closed_loop(
+            send, CONCURRENCY, max_requests=n_multi, max_seconds=max_seconds
+        )
+        multi_answers = send.take()
+    with httpx.Client(timeout=5.0, trust_env=False) as http:
+        counters = http.get(check_loopback(f"{url}/healthz")).json()
+    return single, multi, single_answers, multi_answers, counters
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small world, fewer requests"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    n_single, n_multi = (400, 800) if args.quick else (3_000, 6_000)
+    max_seconds = 60.0 if args.quick else 120.0
+
+    reason = triton_unavailable_reason()
+    if reason is not None:
+        sys.exit(f"this benchmark needs a real tritonserver: {reason}")
+    backend = get_redis()
+    if not backend.is_real:
+        sys.exit(
+            "this benchmark needs a real Redis (fakeredis cannot be shared with "
+            "the gateway's process): set REDIS_URL or install redis-server"
+        )
+    redis_url = os.environ.get("REDIS_URL") or f"{backend.address}/0"
+
+    started = time.perf_counter()
+    config = RecsysWorldConfig.quick(seed=args.seed) if args.quick else (
+        RecsysWorldConfig.small(seed=args.seed))  # fmt: skip
+    days = 3 if args.quick else 7
+    api_key = secrets.token_urlsafe(24)
+    release: QuickRelease | None = None
+    with tempfile.TemporaryDirectory(prefix="mlsd-bench-feed-") as workdir:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit
+                release = build_quick_release(
+                    Path(workdir) / "release", days=days, seed=args.seed,
+                    config=config, stream=STREAM, history_name=HISTORY,
+                )  # fmt: skip
+            built_s = time.perf_counter() - started
+            print(f"release {release.release.name} built in {built_s:.0f} s")
+            applied = release.load_histories(backend.client, max_runtime_s=600)
+            print(f"{applied} feature events streamed into {backend.kind}")
+            bundle = release.save_bundle(Path(workdir) / "bundle")
+            env = {**os.environ, "REDIS_URL": redis_url, API_KEY_ENV: api_key}
+            command = [sys.executable, "-m", "mlsd_lib.recsys.feed_server", str(bundle)]
+            bodies = feed_bodies(release, release.world.n_users, args.seed)
+            with GatewayProcess(command, env) as gateway:
+                try:
+                    single, multi, one, four, counters = measure(
+                        gateway.url, api_key, bodies, n_single, n_multi, max_seconds
+                    )
+                except BaseException:
+                    print(f"gateway output:\n{tail(gateway.output, 25)}")
+                    raise
+            print(tail(gateway.output, 6))
+        finally:
+            if release is not None:
+                release.clear_histories(backend.client)
+
+    print("POST /v1/recs/feed, one user per request, 20 items:")
+    print(format_table([single, multi]))
+    p50, p99 = stage_percentiles(one, 50), stage_percentiles(one, 99)
+    print("stage     budget   p50 ms   p99 ms   (1 client, inside the gateway)")
+    for name in [*FEED_STAGE_BUDGETS_MS, "total"]:
+        budget = FEED_STAGE_BUDGETS_MS.get(name, float("nan"))
+        print(f"{name:10s}{budget:6.0f}  {p50[name]:7.3f}  {p99[name]:7.3f}")
+    for result in (single, multi):
+        for error in result.errors_sample:
+            print(f"error: {error}")
+    degraded = [a.get("degraded_reason") for a in one + four if a["degraded"]]
+    for reason in sorted(set(degraded))[:5]:
+        print(f"degraded: {reason}")
+    sources: dict[str, int] = {}
+    for answer in one:
+        for item in answer["items"]:
+            sources[item["source"]] = sources.get(item["source"], 0) + 1
+
+    results: dict[str, object] = {
+        "quick": args.quick,
+        "redis_backend": backend.kind,
+        "n_users": release.world.n_users,
+        "n_items": release.world.n_items,
+        "feed_p50_ms": round(single.p50_ms, 3),
+        "feed_p99_ms": round(single.p99_ms, 3),
+        "feed_samples": single.successes,
+        "rps_4_clients": round(multi.throughput_rps, 1),
+        "p50_4_clients_ms": round(multi.p50_ms, 3),
+        "p99_4_clients_ms": round(multi.p99_ms, 3),
+        "samples_4_clients": multi.successes,
+        **{f"stage_{name}_p99_ms": value for name, value in p99.items()},
+        **{f"stage_{name}_p50_ms": value for name, value in p50.items()},
+        "stage_p99_4_clients_ms": stage_percentiles(four, 99),
+        "failed_requests": single.failures + multi.failures,
+        "degraded_requests": len(degraded),
+        "gateway_feed_requests": counters.get("feed_requests", 0),
+        "sources_1_client": sources,
+        "versions": one[0]["versions"] if one else {},
+    }
+    results["targets_met"] = {
+        "feed_p99_le_40ms": results["feed_p99_ms"] <= 40.0,
+        "zero_failed_requests": results["failed_requests"] == 0,
+    }
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
