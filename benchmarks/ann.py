@@ -41,17 +41,28 @@ Parameters, and how they are picked (stated here, printed by the run):
   within 0.01 of its best recall is reported, and with it
   ``ivfpq_recall_10_at_100``: the share of the exact top 10 among IVF-PQ's
   top 100, what re-ranking 100 candidates with full vectors would recover.
+* IVF-PQ + refine: the same lists and codebooks (same seed), plus every
+  vector kept as float32 to re-score candidates exactly (faiss
+  ``IndexRefineFlat``, ``IDMap,IVF{nlist},PQ16x8,RFlat``; see
+  :class:`~mlsd_lib.index.spec.IndexSpec`'s ``refine``). Two knobs: the
+  refine factor ``r`` (``r * 10`` candidates re-scored) over 16, 32, 64, 128,
+  256 and ``nprobe``. Recall is computed over the whole grid on the tuning
+  queries; for each ``r`` the smallest ``nprobe`` reaching 0.95 is timed, and
+  the pair with the lowest steady p99 is reported (if none reaches 0.95, the
+  pair with the best recall); its ``nprobe`` sweep is printed and plotted.
 
 Targets (the issue's): HNSW recall@10 >= 0.95 at single-thread p99 <= 0.5 ms,
 with the speed-up over Flat's p99 stated. Latency on a shared 2-core machine
 is noisy: the load average at the start is printed and recorded. On 2 cores
-shared with other work (load average 4.5-7), a full run took 7-9 minutes,
-most of it the HNSW build (3-5 minutes), and about 1.1 GB of memory;
-``--quick`` took 1-2 minutes.
+shared with other work (load average 4.5-7), a full run took 7-9 minutes
+before the IVF-PQ + refine stage was added and 10.5 minutes with it (load
+average 4.2), most of it the HNSW build (3-5 minutes), and about 1.1 GB of
+memory; ``--quick`` took 1-2 minutes, 4 with the refine stage (load 5.4).
 
 The last line on stdout is one JSON object: ``hnsw_recall_at_10``,
 ``hnsw_p99_ms``, ``hnsw_p50_ms``, ``hnsw_speedup_over_flat_p99`` (steady p99
-over steady p99), the same for ``flat_``, ``ivf_`` and ``ivfpq_``,
+over steady p99), the same for ``flat_``, ``ivf_``, ``ivfpq_`` and
+``ivfpq_refine_`` (with ``ivfpq_refine_factor`` and ``ivfpq_refine_nprobe``),
 ``*_p99_all_ms``, measured ``*_bytes_per_vector`` (and the formula's),
 ``*_build_s``, the chosen parameters, ``n`` and ``d``.
 """
@@ -90,6 +101,8 @@ NPROBE = (1, 2, 4, 8, 16, 32, 64, 128)
 PLATEAU = 0.01
 #: IVF-PQ candidates a full-precision re-rank would rescore.
 RERANK = 100
+#: Refine factors tried for IVF-PQ + refine (``r * K`` candidates re-scored).
+REFINE_FACTORS = (16, 32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
@@ -213,6 +226,63 @@ def tune_ivf(
     return index, build_s, points
 
 
+def tune_refine(
+    items: np.ndarray,
+    tune: np.ndarray,
+    exact_tune: np.ndarray,
+    settings: Settings,
+) -> tuple[AnnIndex, float, list[SweepPoint]]:
+    """Build IVF-PQ + refine, pick (refine factor, nprobe) as the module
+    docstring states, and sweep nprobe at the chosen factor."""
+    spec = IndexSpec("ivfpq", nlist=settings.nlist, pq_bytes=16, refine=1)
+    log(f"building {spec.factory_string()} ...")
+    index, build_s = timed_build(spec, items)
+    nprobes = [v for v in NPROBE if v <= index.spec.nlist]
+    log(f"  built in {build_s:.1f} s; recall over refine x nprobe (tuning queries)")
+    grid: dict[tuple[int, int], float] = {}
+    for factor in REFINE_FACTORS:
+        for nprobe in nprobes:
+            index.set_search_params(refine=factor, nprobe=nprobe)
+            grid[factor, nprobe] = recall_at_k(index.search(tune, K)[1], exact_tune, K)
+        row = "  ".join(f"{grid[factor, v]:.3f}" for v in nprobes)
+        log(f"    refine={factor:<4d} nprobe {nprobes}: {row}")
+    # For each factor, the smallest nprobe reaching the target (nprobes ascend).
+    candidates = []
+    for factor in REFINE_FACTORS:
+        reaching = [v for v in nprobes if grid[factor, v] >= TARGET_RECALL]
+        if reaching:
+            candidates.append((factor, reaching[0]))
+    if not candidates:
+        candidates = [max(grid, key=lambda pair: (grid[pair], -pair[0], -pair[1]))]
+    timed = {}
+    for factor, nprobe in candidates:
+        index.set_search_params(refine=factor, nprobe=nprobe)
+        profile = latency_profile(index, tune, K, repeats=settings.repeats)
+        timed[factor, nprobe] = profile.steady_p99_ms
+        log(
+            f"    refine={factor} nprobe={nprobe}: recall@10 "
+            f"{grid[factor, nprobe]:.4f}, steady p99 {profile.steady_p99_ms:.3f} ms"
+        )
+    factor, _ = min(timed, key=timed.get)
+    index.set_search_params(refine=factor)
+    points = sweep(
+        index,
+        tune,
+        exact_tune,
+        K,
+        nprobes,
+        repeats=settings.repeats,
+        label=f"ivfpq+refine r={factor}",
+    )
+    show_sweep(points)
+    pick = cheapest_reaching(points, TARGET_RECALL) or max(
+        points, key=lambda p: p.recall
+    )
+    index.set_search_params(nprobe=pick.value)
+    log(f"  picked refine={factor}, nprobe={pick.value}")
+    return index, build_s, points
+
+
 def run(settings: Settings, plot: Path | None = None) -> dict[str, Any]:
     """Every measurement; returns the JSON summary."""
     load = os.getloadavg()[0]
@@ -253,6 +323,13 @@ def run(settings: Settings, plot: Path | None = None) -> dict[str, Any]:
         chosen[f"{kind}_nprobe"] = index.spec.nprobe
         del index
 
+    index, build_s, points = tune_refine(items, tune, exact_tune, settings)
+    ivf_points += points
+    results["ivfpq_refine"] = report(index, test, exact_test, settings, build_s)
+    chosen["ivfpq_refine_factor"] = index.spec.refine
+    chosen["ivfpq_refine_nprobe"] = index.spec.nprobe
+    del index
+
     summary = summarize(results, chosen, settings, load)
     log("")
     log(table(results, chosen))
@@ -266,6 +343,15 @@ def run(settings: Settings, plot: Path | None = None) -> dict[str, Any]:
         f"IVF-PQ: recall@10 {summary['ivfpq_recall_at_10']:.4f}; of the exact top "
         f"10, {summary[f'ivfpq_recall_10_at_{RERANK}']:.4f} are in its top "
         f"{RERANK} (what a full-precision re-rank of {RERANK} would recover)"
+    )
+    log(
+        f"IVF-PQ + refine (r={summary['ivfpq_refine_factor']}, nprobe="
+        f"{summary['ivfpq_refine_nprobe']}): recall@10 "
+        f"{summary['ivfpq_refine_recall_at_10']:.4f}, p99 "
+        f"{summary['ivfpq_refine_p99_ms']:.3f} ms, "
+        f"{summary['ivfpq_refine_bytes_per_vector']:.0f} bytes per vector (the "
+        f"full vectors kept again; IVF-PQ alone "
+        f"{summary['ivfpq_bytes_per_vector']:.0f})"
     )
     if plot is not None:
         from mlsd_lib.index.plots import plot_recall_latency
@@ -312,15 +398,18 @@ def table(results: dict[str, dict[str, Any]], chosen: dict[str, int]) -> str:
         "hnsw": f"M={chosen['hnsw_m']} efSearch={chosen['hnsw_ef_search']}",
         "ivf": f"nprobe={chosen['ivf_nprobe']}",
         "ivfpq": f"PQ16 nprobe={chosen['ivfpq_nprobe']}",
+        "ivfpq_refine": (
+            f"r={chosen['ivfpq_refine_factor']} nprobe={chosen['ivfpq_refine_nprobe']}"
+        ),
     }
     lines = [
         "p50 and p99: of each query's fastest pass; p99 all: of every timing",
-        f"{'index':6} {'parameters':22} {'recall@10':>9} {'p50 ms':>8} "
+        f"{'index':12} {'parameters':22} {'recall@10':>9} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'p99 all':>8} {'B/vec':>7} {'formula':>7} {'build s':>8}",
     ]
     for kind, r in results.items():
         lines.append(
-            f"{kind:6} {params[kind]:22} {r['recall_at_10']:9.4f} "
+            f"{kind:12} {params[kind]:22} {r['recall_at_10']:9.4f} "
             f"{r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['p99_all_ms']:8.3f} "
             f"{r['bytes_per_vector']:7.1f} {r['formula_bytes_per_vector']:7.1f} "
             f"{r['build_s']:8.1f}"

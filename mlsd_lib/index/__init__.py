@@ -7,8 +7,9 @@ package hand-writes only what the book teaches around them: one interface, the
 checks, the version guard, the shard merge and the measurements.
 
 * :mod:`~mlsd_lib.index.spec`: :class:`~mlsd_lib.index.spec.IndexSpec`, an
-  index's kind and parameters, its faiss factory string and its bytes per
-  vector by formula.
+  index's kind and parameters (IVF-PQ's full-precision re-ranking, ``refine``,
+  included), its faiss factory string, and its bytes per vector and per index
+  by formula.
 * :mod:`~mlsd_lib.index.ann`: :class:`~mlsd_lib.index.ann.AnnIndex`: build
   (training where needed), add incrementally, search with the caller's ids,
   set search parameters, measured bytes per vector.
@@ -62,6 +63,7 @@ from mlsd_lib.index.spec import (
     UnknownIndexKind,
     default_nlist,
     formula_bytes_per_vector,
+    formula_index_bytes,
 )
 from mlsd_lib.index.synthetic import EmbeddingMixture, clustered_embeddings
 from mlsd_lib.index.threads import ThreadCountError, faiss_threads
@@ -94,6 +96,7 @@ __all__ = [
     "default_nlist",
     "faiss_threads",
     "formula_bytes_per_vector",
+    "formula_index_bytes",
     "latency_profile",
     "load_index",
     "merge_top_k",

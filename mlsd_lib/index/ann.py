@@ -18,8 +18,11 @@ interface, the input checks and the measurement); the index is what faiss's
   is how 100 k new items a day arrive between nightly rebuilds.
 * :meth:`AnnIndex.search` answers ``(scores, ids)`` with the caller's int64
   ids, best first; where an approximate index finds fewer than ``k`` vectors
-  (IVF with a small ``nprobe``), the row is padded with id ``-1`` and score
-  ``-inf``.
+  (IVF with a small ``nprobe``), the row is padded with id ``-1`` and the
+  lowest float32 score (``-3.4e38``, faiss's stand-in for minus infinity).
+* An ``ivfpq`` spec with ``refine=r`` builds faiss's ``IndexRefineFlat``
+  around the IVF-PQ index: the PQ search proposes ``r * k`` candidates, their
+  full float32 vectors (a second copy, kept in memory) re-score them exactly.
 * :meth:`AnnIndex.bytes_per_vector` is *measured*: the size of the serialized
   index divided by the vectors it holds (the formula is
   :func:`~mlsd_lib.index.spec.formula_bytes_per_vector`, side by side).
@@ -146,11 +149,18 @@ class AnnIndex:
         return scores, ids
 
     def set_search_params(
-        self, *, nprobe: int | None = None, ef_search: int | None = None
+        self,
+        *,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        refine: int | None = None,
     ) -> None:
         """Trade recall for speed at query time: ``nprobe`` (IVF kinds) lists
-        scanned, ``ef_search`` (HNSW) candidates kept while walking the graph."""
-        self._spec = self._spec.with_search_params(nprobe=nprobe, ef_search=ef_search)
+        scanned, ``ef_search`` (HNSW) candidates kept while walking the graph,
+        ``refine`` (IVF-PQ built with it) candidates per result re-scored."""
+        self._spec = self._spec.with_search_params(
+            nprobe=nprobe, ef_search=ef_search, refine=refine
+        )
         self._apply_search_params()
 
     def serialized_bytes(self) -> int:
@@ -191,6 +201,8 @@ class AnnIndex:
             return
         if self._spec.kind in IVF_KINDS:
             faiss.extract_index_ivf(self._index).nprobe = self._spec.nprobe
+            if self._spec.refine is not None:
+                _refine_of(self._index).k_factor = float(self._spec.refine)
         elif self._spec.kind == "hnsw":
             _hnsw_of(self._index).efSearch = self._spec.ef_search
 
@@ -198,6 +210,11 @@ class AnnIndex:
 def _hnsw_of(index: faiss.Index) -> faiss.HNSW:
     """The graph inside an ``IDMap,HNSW`` index."""
     return faiss.downcast_index(index.index).hnsw
+
+
+def _refine_of(index: faiss.Index) -> faiss.IndexRefine:
+    """The refinement stage inside an ``IDMap,IVF...,PQ...,RFlat`` index."""
+    return faiss.downcast_index(index.index)
 
 
 def _configure_training(index: faiss.Index, spec: IndexSpec) -> None:

@@ -155,11 +155,15 @@ class ShardedIndex:
         return merge_top_k(answers, k)
 
     def set_search_params(
-        self, *, nprobe: int | None = None, ef_search: int | None = None
+        self,
+        *,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        refine: int | None = None,
     ) -> None:
         """Set the same search-time parameters on every shard."""
         for shard in self.shards:
-            shard.set_search_params(nprobe=nprobe, ef_search=ef_search)
+            shard.set_search_params(nprobe=nprobe, ef_search=ef_search, refine=refine)
 
     def serialized_bytes(self) -> int:
         return sum(shard.serialized_bytes() for shard in self.shards)

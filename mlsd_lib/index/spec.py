@@ -18,15 +18,33 @@ kind          factory string              what it is
 ``IDMap`` wraps the kinds that number vectors by position so that search answers
 the caller's int64 ids; IVF lists store the ids themselves.
 
+**Refinement** (``ivfpq`` only: ``IndexSpec("ivfpq", refine=r)``). A 16-byte
+code cannot tell apart neighbours whose scores differ by less than its
+quantization error, so IVF-PQ's recall@10 plateaus far below 1 however many
+lists it scans. The standard repair re-ranks a short list with full-precision
+vectors: the PQ search returns the best ``r * k`` candidates, and their exact
+inner products pick the final ``k``. Here that is faiss's ``IndexRefineFlat``
+(factory suffix ``,RFlat``), which keeps a second copy of every vector as
+float32 in memory: ``IDMap,IVF{nlist},PQ{m}x8,RFlat``. Its refine store numbers
+vectors by position, so the caller's ids move to an ``IDMap`` (8 bytes more).
+Kept in RAM, the refine store costs more than the codes save (the point of the
+formula below); at a billion items the full vectors live in a separate store
+(SSD, another tier) and only the ``r * k`` candidates are fetched per query.
+``r`` is a search-time knob too (``set_search_params(refine=...)``): ``r = 1``
+re-scores only the ``k`` results (same ids, exact scores).
+
 Bytes per vector, by formula (what :func:`formula_bytes_per_vector` returns; the
 index reports the measured figure, from its serialized bytes, which adds the
-fixed parts, centroids and codebooks, spread over the vectors):
+fixed parts, centroids and codebooks, spread over the vectors;
+:func:`formula_index_bytes` gives a whole index, fixed parts included):
 
 * ``flat``, ``ivf``: ``4d`` (float32 vector) + ``8`` (int64 id);
 * ``hnsw``: ``4d`` + ``8`` (id) + ``4 * 2M`` (level-0 links, int32)
   + ``about 4M/(M-1)`` (upper levels, one vector in ``M`` climbs a level)
   + ``12`` (faiss's per-vector level and offset);
-* ``ivfpq``: ``m`` (the code) + ``8`` (id).
+* ``ivfpq``: ``m`` (the code) + ``8`` (id);
+* ``ivfpq`` with ``refine``: ``m`` + ``8`` (the list's position id)
+  + ``4d`` (the float32 copy) + ``8`` (the ``IDMap``'s caller id).
 """
 
 from __future__ import annotations
@@ -64,8 +82,10 @@ class IndexSpec:
     lists scanned per query. ``hnsw_m``: graph links per vector (``2M`` on the
     bottom level). ``ef_construction`` / ``ef_search``: the candidate list width
     when inserting / searching. ``pq_bytes``: code size of ``ivfpq`` (one byte
-    per sub-quantizer, so it must divide the dimension). ``seed``: the k-means
-    seed, so that training is deterministic.
+    per sub-quantizer, so it must divide the dimension). ``refine`` (``ivfpq``
+    only): keep the full vectors too and re-score the best ``refine * k`` PQ
+    candidates exactly (see the module docstring); ``None``: no refinement.
+    ``seed``: the k-means seed, so that training is deterministic.
     """
 
     kind: str
@@ -75,6 +95,7 @@ class IndexSpec:
     ef_construction: int = 40
     ef_search: int = 64
     pq_bytes: int = 16
+    refine: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -92,6 +113,8 @@ class IndexSpec:
         }
         if self.nlist is not None:
             positive["nlist"] = self.nlist
+        if self.refine is not None:
+            positive["refine"] = self.refine
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise IndexSpecError(
@@ -99,6 +122,11 @@ class IndexSpec:
                 )
         if self.hnsw_m < 2:
             raise IndexSpecError(f"hnsw_m={self.hnsw_m} is too small: pass 2 or more")
+        if self.refine is not None and self.kind != "ivfpq":
+            raise IndexSpecError(
+                f"refine applies to ivfpq, not {self.kind}: {self.kind} already "
+                "scores with full-precision vectors; leave refine=None"
+            )
 
     def factory_string(self, n: int | None = None) -> str:
         """The faiss ``index_factory`` string; IVF kinds need ``nlist`` or ``n``."""
@@ -109,6 +137,8 @@ class IndexSpec:
         nlist = self.resolved_nlist(n)
         if self.kind == "ivf":
             return f"IVF{nlist},Flat"
+        if self.refine is not None:
+            return f"IDMap,IVF{nlist},PQ{self.pq_bytes}x8,RFlat"
         return f"IVF{nlist},PQ{self.pq_bytes}x8"
 
     def resolved_nlist(self, n: int | None) -> int:
@@ -123,9 +153,15 @@ class IndexSpec:
         return default_nlist(n)
 
     def with_search_params(
-        self, *, nprobe: int | None = None, ef_search: int | None = None
+        self,
+        *,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        refine: int | None = None,
     ) -> IndexSpec:
-        """A copy with new search-time parameters, refused where they do not apply."""
+        """A copy with new search-time parameters, refused where they do not apply
+        (``refine`` only on an index built with it: the full vectors must be
+        there)."""
         if nprobe is not None and self.kind not in IVF_KINDS:
             raise IndexSpecError(
                 f"nprobe applies to ivf and ivfpq, not {self.kind}: "
@@ -136,7 +172,12 @@ class IndexSpec:
                 f"ef_search applies to hnsw, not {self.kind}: "
                 + _search_param_hint(self.kind)
             )
-        changes = {"nprobe": nprobe, "ef_search": ef_search}
+        if refine is not None and self.refine is None:
+            raise IndexSpecError(
+                f"refine={refine} needs the full vectors, which this {self.kind} "
+                "index does not keep: build it with IndexSpec('ivfpq', refine=...)"
+            )
+        changes = {"nprobe": nprobe, "ef_search": ef_search, "refine": refine}
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def check_dimension(self, d: int) -> None:
@@ -187,7 +228,28 @@ def formula_bytes_per_vector(spec: IndexSpec, d: int) -> float:
     if spec.kind == "hnsw":
         m = spec.hnsw_m
         return 4.0 * d + 8 + 8 * m + 4 * m / (m - 1) + 12
+    if spec.refine is not None:
+        return float(spec.pq_bytes + 8 + 4 * d + 8)
     return float(spec.pq_bytes + 8)
+
+
+def formula_index_bytes(spec: IndexSpec, n: int, d: int) -> float:
+    """Bytes of an index of ``n`` vectors by formula: ``n`` times
+    :func:`formula_bytes_per_vector`, plus the fixed parts that
+    :func:`formula_bytes_per_vector` leaves out: the IVF centroids
+    (``nlist * 4d``, with ``nlist`` from :func:`default_nlist` of ``n`` when
+    the spec leaves it unset) and the PQ codebooks (256 centroids per
+    sub-quantizer: ``256 * 4d``). The capacity arithmetic of "from 10 million
+    to a billion items" in one call; faiss's files add a header and, for IVF,
+    about 8 bytes per list."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise IndexSpecError(f"n={n!r} is not a number of vectors: pass an int >= 1")
+    total = formula_bytes_per_vector(spec, d) * n
+    if spec.kind in IVF_KINDS:
+        total += spec.resolved_nlist(n) * 4.0 * d
+    if spec.kind == "ivfpq":
+        total += PQ_CENTROIDS * 4.0 * d
+    return total
 
 
 def _search_param_hint(kind: str) -> str:
