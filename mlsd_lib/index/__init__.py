@@ -1,6 +1,7 @@
 """Approximate nearest-neighbour search on faiss: Flat, IVF, HNSW and IVF-PQ.
 
-Introduced in ``casestudies/recommender/index.md``: the retrieval stage finds
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``:
+the retrieval stage finds
 the 500 items with the largest inner product with a user embedding among
 millions, in a few milliseconds. faiss builds and searches the indexes; this
 package hand-writes only what the book teaches around them: one interface, the

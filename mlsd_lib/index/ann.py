@@ -1,6 +1,7 @@
 """One small interface over four faiss indexes: Flat, IVF, HNSW and IVF-PQ.
 
-Introduced in ``casestudies/recommender/index.md``. The retrieval stage asks
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``.
+The retrieval stage asks
 one question, "the ``k`` items with the largest inner product with this user
 embedding", and the answer's cost and accuracy depend on the index behind it.
 :class:`AnnIndex` keeps that question fixed and the index a parameter (an

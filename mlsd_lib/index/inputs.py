@@ -1,6 +1,7 @@
 """Checks on what callers hand an index: vectors, ids and ``k``.
 
-Introduced in ``casestudies/recommender/index.md``. faiss reads raw float32
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``.
+faiss reads raw float32
 memory: handed float64 it raises a terse SWIG error, handed a transposed view
 it reads the wrong numbers, handed NaN it returns nonsense. These checks refuse
 each case with a message that says what to pass instead, once, before faiss

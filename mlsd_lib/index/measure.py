@@ -1,6 +1,7 @@
 """How good and how fast an ANN index is: recall against exact search, latency.
 
-Introduced in ``casestudies/recommender/index.md`` (step 5: "ANN recall against
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``
+(step 5: "ANN recall against
 exact search", measured apart from model recall so that index tuning is not
 confused with model quality). Pure functions over anything with a
 ``search(queries, k)`` method, so a notebook measures an

@@ -1,6 +1,7 @@
 """Save an index with a manifest, and load it only if its bytes are unchanged.
 
-Introduced in ``casestudies/recommender/index.md`` (the nightly rebuild and the
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``
+(the nightly rebuild and the
 version-consistent swap). An index on disk is a folder::
 
     folder/index.faiss      # faiss.write_index

@@ -1,6 +1,7 @@
 """The recall-latency trade-off of ANN indexes, as one matplotlib figure.
 
-Introduced in ``casestudies/recommender/index.md``. Every approximate index has
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``.
+Every approximate index has
 a knob (``nprobe``, ``ef_search``) that buys recall with latency; plotting each
 kind's sweep on the same axes shows which kind is cheapest at the recall the
 system needs, the comparison the retrieval chapter makes. Built without

@@ -1,6 +1,7 @@
 """Split a catalogue across shards, search each, merge their top-K lists.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "from 10
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``
+(the follow-up "from 10
 million to 1 billion items"). When one machine cannot hold the index, each
 shard holds a slice of the items and answers the same query over its slice;
 the caller keeps the ``k`` best of the ``n_shards * k`` answers. For exact

@@ -1,6 +1,7 @@
 """What an ANN index is: its kind, its parameters and the faiss string it becomes.
 
-Introduced in ``casestudies/recommender/index.md`` (the index sizing table). An
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``
+(the index sizing table). An
 :class:`IndexSpec` is data, like a feature view: the engine that builds it
 (:class:`~mlsd_lib.index.ann.AnnIndex`) is separate, so a manifest can record a
 spec and a notebook can print one. Every kind scores by **inner product** (the

@@ -1,6 +1,7 @@
 """Synthetic embeddings shaped like learned ones, for measuring an index.
 
-Introduced in ``casestudies/recommender/index.md``. An index's recall and speed
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``.
+An index's recall and speed
 depend on the data: on uniform noise in 64 dimensions every point is about as
 far from every other, nearest neighbours barely exist, and IVF and HNSW look
 far worse than they do on real embeddings. Learned item embeddings are

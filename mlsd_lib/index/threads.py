@@ -1,6 +1,7 @@
 """How many threads faiss uses, set for a block and restored after it.
 
-Introduced in ``casestudies/recommender/index.md``. faiss runs batched searches
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``.
+faiss runs batched searches
 and builds on OpenMP threads, one process-wide setting. Two reasons to pin it
 for a while: a latency measured on one thread is the cost of one query on one
 core (a serving process answers many queries at once, one per core), and an

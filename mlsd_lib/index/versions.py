@@ -1,6 +1,7 @@
 """Refuse to search an index with a user embedding from a different model.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "offline
+Introduced in ``casestudies/recommender/04_retrieval_index.ipynb``
+(the follow-up "offline
 recall improved, online plays fell"). A two-tower model's user and item
 embeddings are only comparable when both towers come from the same training
 run; an index built by last week's item tower answers this week's user tower
