@@ -106,6 +106,7 @@ def make_tables(users, ads):
     return {"user_stats": user_table, "ad_stats": ad_table}
 
 
+@pytest.mark.fuzz
 @settings(max_examples=150, deadline=None)
 @given(users=user_rows, ads=ad_rows, labels=label_rows)
 def test_point_in_time_join_matches_the_definition(users, ads, labels):

@@ -66,6 +66,7 @@ def broken_redis_server(tmp_path):
     return str(broken)
 
 
+@pytest.mark.faults
 def test_a_server_that_cannot_start_raises_with_its_log(broken_redis_server):
     server = PrivateRedisServer(broken_redis_server, startup_timeout_s=0.5)
     with pytest.raises(RedisUnavailable) as error:
@@ -74,6 +75,7 @@ def test_a_server_that_cannot_start_raises_with_its_log(broken_redis_server):
     assert "REDIS_URL" in str(error.value)
 
 
+@pytest.mark.faults
 def test_a_binary_that_cannot_start_falls_back_with_the_reason(
     monkeypatch, broken_redis_server
 ):
@@ -113,6 +115,7 @@ def test_private_server_lives_on_loopback_and_cleans_up():
     server.stop()  # idempotent
 
 
+@pytest.mark.faults
 @needs_redis_server
 @pytest.mark.redis
 @pytest.mark.skipif(

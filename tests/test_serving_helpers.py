@@ -25,6 +25,7 @@ def counter_data(n: int = 4_000, seed: int = 0):
     return X, y, 1 / (1 + np.exp(-logit))
 
 
+@pytest.mark.quality
 def test_feature_ctr_net_learns_from_raw_counters_and_is_seeded():
     X, y, truth = counter_data()
     model, fit = fit_feature_ctr_net(X, y, epochs=150, seed=3)

@@ -369,6 +369,7 @@ def real_client(real_redis_url: str):
         client.close()
 
 
+@pytest.mark.faults
 @pytest.mark.redis
 def test_a_killed_processor_process_loses_and_doubles_nothing(
     real_redis_url: str, real_client: redis.Redis

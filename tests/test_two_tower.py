@@ -308,6 +308,7 @@ def test_two_tower_beats_popularity_on_held_out_positives(world, split, trained)
     assert result.valid_losses == [r.valid_loss for r in result.history]
 
 
+@pytest.mark.quality
 def test_log_q_correction_raises_recall_when_popularity_is_skewed(split, trained):
     train, valid = split
     corrected, _ = trained
