@@ -35,4 +35,13 @@ study; the modules here hold what only it needs:
   mlsd_lib.recsys.feed_server``: the route under uvicorn, a process of its own)
   and :mod:`~mlsd_lib.recsys.quick_release` (a small seeded release for tests
   and the benchmark).
+* Models and their offline evaluation (step 4 and 5):
+  :mod:`~mlsd_lib.recsys.features` (what the models may see: the world's or a
+  MovieLens file's observable tables as tower and ranker inputs, point-in-time
+  histories and item statistics), :mod:`~mlsd_lib.recsys.recipes` (most
+  popular, ALS, the three two-tower variants and the two-head ranker as frozen
+  recipes, shared with ``benchmarks/recsys_quality.py``) and
+  :mod:`~mlsd_lib.recsys.evaluation` (the time split; recall against held-out
+  plays and against the true top K; ANN recall; NDCG@20 against the oracle;
+  calibration; slices; what ranking by clicks costs).
 """
