@@ -1,6 +1,6 @@
 """The baselines a retrieval model must beat: popularity and matrix factorization.
 
-Introduced in ``casestudies/recommender/index.md``. A two-tower model earns its
+Introduced in ``casestudies/recommender/03_models.ipynb``. A two-tower model earns its
 complexity only by beating these on the same held-out positives:
 
 * :class:`MostPopular` recommends the items with the most engaged events,

@@ -1,6 +1,6 @@
 """How often does an item appear in a training batch? A one-pass streaming estimate.
 
-Introduced in ``casestudies/recommender/index.md``. The logQ correction of a
+Introduced in ``casestudies/recommender/03_models.ipynb``. The logQ correction of a
 sampled softmax (:mod:`mlsd_lib.models.sampled_softmax`) subtracts the log of
 each candidate's sampling probability from its logit. With in-batch negatives
 that probability is the item's share of the *training stream*, which in

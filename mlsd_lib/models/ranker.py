@@ -1,6 +1,6 @@
 """The ranker: P(engaged play) and E[minutes | engaged play] from one network.
 
-Introduced in ``casestudies/recommender/index.md``. The ranker scores the few
+Introduced in ``casestudies/recommender/03_models.ipynb``. The ranker scores the few
 hundred candidates retrieval returns, with features too costly for retrieval:
 user, item and *cross* features (the two-tower score of the pair, the share of
 the user's history in the item's genre, how many of their last 50 plays were in

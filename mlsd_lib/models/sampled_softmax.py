@@ -1,6 +1,6 @@
 """The retrieval loss: a softmax over a batch's items, corrected for their sampling.
 
-Introduced in ``casestudies/recommender/index.md``. Retrieval is trained as an
+Introduced in ``casestudies/recommender/03_models.ipynb``. Retrieval is trained as an
 extreme classification: given a user, which of millions of items did they
 engage with? A full softmax over the catalogue costs one item-tower pass per item
 per step; a *sampled* softmax scores the positive against a few candidates only.

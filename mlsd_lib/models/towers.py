@@ -1,6 +1,6 @@
 """The two towers of a retrieval model: users and items into one embedding space.
 
-Introduced in ``casestudies/recommender/index.md``. Each tower maps its side to
+Introduced in ``casestudies/recommender/03_models.ipynb``. Each tower maps its side to
 a ``dim``-dimensional, L2-normalized vector; retrieval is then a nearest-
 neighbour search by inner product (cosine), which an index answers in
 milliseconds over millions of items (:mod:`mlsd_lib.models.two_tower`).

@@ -1,6 +1,6 @@
 """Two-tower retrieval: train the towers, embed the catalogue and the users, search.
 
-Introduced in ``casestudies/recommender/index.md``. A :class:`TwoTower` holds a
+Introduced in ``casestudies/recommender/03_models.ipynb``. A :class:`TwoTower` holds a
 :class:`~mlsd_lib.models.towers.UserTower` and an
 :class:`~mlsd_lib.models.towers.ItemTower` that share the item-id table; a user
 and an item score ``<u, v> / temperature``, both vectors unit norm. Online only

@@ -1,6 +1,6 @@
 """Training examples for a two-tower model: each positive with the user as they were.
 
-Introduced in ``casestudies/recommender/index.md``. A two-tower model learns
+Introduced in ``casestudies/recommender/03_models.ipynb``. A two-tower model learns
 from positives only (an engaged play); the negatives are sampled in the loss
 (:mod:`mlsd_lib.models.sampled_softmax`). Each example is one positive event with
 what the user tower would have been given *at that moment*:

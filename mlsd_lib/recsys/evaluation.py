@@ -1,7 +1,7 @@
 r"""Offline evaluation of the recommender on a time split, against held-out plays
 and against the world's truth.
 
-Introduced in ``casestudies/recommender/index.md`` (step 5). The metrics are
+Introduced in ``casestudies/recommender/03_models.ipynb`` (step 5). The metrics are
 :mod:`mlsd_lib.evaluation`'s; this module holds the experiments the case study
 runs with them:
 

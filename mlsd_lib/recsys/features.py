@@ -1,6 +1,6 @@
 """What the recommender's models may see: observable tables turned into model inputs.
 
-Introduced in ``casestudies/recommender/index.md`` (step 4). The world knows
+Introduced in ``casestudies/recommender/03_models.ipynb`` (step 4). The world knows
 every user's taste and every title's quality and clickbait; a model must not.
 Everything here starts from what the world lets a model observe
 (:meth:`~mlsd_lib.worlds.recsys.RecsysWorld.item_features` and

@@ -1,6 +1,6 @@
 """The recommender's models as the case study trains them: one frozen recipe each.
 
-Introduced in ``casestudies/recommender/index.md`` (step 4) and shared by the
+Introduced in ``casestudies/recommender/03_models.ipynb`` (step 4) and shared by the
 later chapters and by ``benchmarks/recsys_quality.py``, so a figure in the book
 and the benchmark's JSON come from the same settings. Retrieval, from the
 baselines up (the papers are cited in :mod:`mlsd_lib.models`):
