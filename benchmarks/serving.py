@@ -37,10 +37,8 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import httpx
@@ -56,6 +54,7 @@ from mlsd_lib.processes import tail
 from mlsd_lib.redis_backend import get_redis
 from mlsd_lib.serving.export import export_model
 from mlsd_lib.serving.gateway.demo import tiny_ctr_net
+from mlsd_lib.serving.gateway.process import GatewayProcess
 from mlsd_lib.serving.loadgen import (
     LoadResult,
     check_loopback,
@@ -78,89 +77,34 @@ GATEWAY_STOP_TIMEOUT_S = 20.0
 FIRST_ANSWER_TRIES = 10
 
 
-class Gateway:
+def demo_gateway(
+    env: dict[str, str], workdir: Path, extra_args: tuple[str, ...] = ()
+) -> GatewayProcess:
     """``python -m mlsd_lib.serving.gateway --demo`` as a subprocess on loopback.
 
-    A context manager: on exit (also after an error) the process gets SIGTERM,
-    which drains requests and stops its Triton, then SIGKILL if it hangs.
+    A context manager (:class:`~mlsd_lib.serving.gateway.process.GatewayProcess`):
+    on exit (also after an error) the process gets SIGTERM, which drains
+    requests and stops its Triton, then SIGKILL if it hangs.
     """
-
-    def __init__(
-        self, env: dict[str, str], workdir: Path, extra_args: tuple[str, ...] = ()
-    ) -> None:
-        self._env = env
-        self._workdir = workdir
-        self._extra_args = extra_args
-        self._process: subprocess.Popen[str] | None = None
-        self._lines: list[str] = []
-        self._url_seen = threading.Event()
-        self.url = ""
-
-    def __enter__(self) -> Gateway:
-        command = [
-            sys.executable,
-            "-m",
-            "mlsd_lib.serving.gateway",
-            "--demo",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--impression-log",
-            str(self._workdir / "impressions.jsonl"),
-            *self._extra_args,
-        ]
-        self._process = subprocess.Popen(
-            command,
-            env=self._env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        threading.Thread(target=self._read_output, daemon=True).start()
-        try:
-            if not self._url_seen.wait(GATEWAY_START_TIMEOUT_S) or not self.url:
-                raise RuntimeError(
-                    "the gateway did not print its address within "
-                    f"{GATEWAY_START_TIMEOUT_S:.0f} s. Its output ends:\n"
-                    f"{tail(self.output, 25)}"
-                )
-            check_loopback(self.url)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _read_output(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
-            self._lines.append(line.rstrip("\n"))
-            if line.startswith("gateway: http://") and not self.url:
-                self.url = line.split(" ", 1)[1].strip()
-                self._url_seen.set()
-        self._url_seen.set()  # exited: stop waiting
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self._lines)
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(GATEWAY_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    command = [
+        sys.executable,
+        "-m",
+        "mlsd_lib.serving.gateway",
+        "--demo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--impression-log",
+        str(workdir / "impressions.jsonl"),
+        *extra_args,
+    ]
+    return GatewayProcess(
+        command,
+        env,
+        start_timeout_s=GATEWAY_START_TIMEOUT_S,
+        stop_timeout_s=GATEWAY_STOP_TIMEOUT_S,
+    )
 
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -473,7 +417,7 @@ def main() -> None:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="mlsd-bench-serving-") as workdir,
-            Gateway(
+            demo_gateway(
                 gateway_env(redis_url, api_key), Path(workdir), tuple(args.gateway_arg)
             ) as gateway,
         ):
