@@ -59,3 +59,18 @@ def test_impression_lines_are_json_with_non_finite_scores_as_null(tmp_path):
         {"kind": "shadow", "scores": [1e-05], "id": "a"},
     ]
     assert log.written == 2
+
+
+def test_a_record_orjson_cannot_encode_is_counted_and_the_log_goes_on(tmp_path):
+    import json
+
+    from mlsd_lib.serving.gateway.impressions import ImpressionLog
+
+    log = ImpressionLog(tmp_path / "log.jsonl")
+    log.start()
+    log.append({"user_id": 2**64})  # beyond 64 bits: orjson refuses it
+    log.append({"user_id": 3})
+    log.close()
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"user_id": 3}]
+    assert (log.written, log.unwritable) == (1, 1)

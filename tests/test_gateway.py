@@ -158,6 +158,11 @@ def test_a_gateway_without_a_key_must_say_auth_is_disabled(tmp_path):
         (b'{"user_id": 1, "candidate_ids": [1], "x": 2}', 422, "Extra inputs"),
         (b'{"user_id": -1, "candidate_ids": [1]}', 422, "greater than or equal"),
         (
+            json.dumps({"user_id": 1, "candidate_ids": [2**64]}).encode(),
+            422,
+            "less than or equal to 9223372036854775807",
+        ),
+        (
             json.dumps({"user_id": 1, "candidate_ids": list(range(101))}).encode(),
             422,
             "at most 100 items",

@@ -119,7 +119,7 @@ def test_redis_killed_under_load_degrades_then_recovers(
         private_redis.start(port=private_redis.port)
         materialize(store, example)  # a restarted cache is refilled by its pipeline
         restored_at = time.perf_counter()
-        load.wait_for(80)
+        load.wait_for(80, sent_after=restored_at + 0.2)
         health = httpx.get(f"{gateway.url}/healthz").json()
     client.close()
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from mlsd_lib.serving.gateway.limits import api_key_checker
-from mlsd_lib.serving.gateway.schemas import ScoreRequest, Timings
+from mlsd_lib.serving.gateway.schemas import EntityId, ScoreRequest, Timings
 from mlsd_lib.serving.gateway.score_route import UNAUTHORIZED, UNAVAILABLE
 from mlsd_lib.serving.gateway.state import GatewayDep
 from mlsd_lib.worlds.ads_config import DEVICES
@@ -41,9 +41,9 @@ class AdsScoreRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: Annotated[StrictInt, Field(ge=0)]
+    user_id: EntityId
     context: AdContext
-    ad_ids: list[Annotated[StrictInt, Field(ge=0)]] = Field(
+    ad_ids: list[EntityId] = Field(
         min_length=1, max_length=500, description="Candidate ads (distinct)."
     )
 

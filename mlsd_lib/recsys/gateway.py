@@ -59,7 +59,7 @@ from mlsd_lib.recsys.feed import (
 from mlsd_lib.recsys.feed_features import ranker_schema
 from mlsd_lib.serving.gateway.limits import api_key_checker
 from mlsd_lib.serving.gateway.model_calls import call_model
-from mlsd_lib.serving.gateway.schemas import json_response
+from mlsd_lib.serving.gateway.schemas import EntityId, json_response
 from mlsd_lib.serving.gateway.score_route import UNAUTHORIZED
 from mlsd_lib.serving.gateway.state import GatewayDep, GatewayState
 from mlsd_lib.serving.gateway.throttled_log import ThrottledLog
@@ -99,7 +99,7 @@ class FeedRequestBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: Annotated[StrictInt, Field(ge=0)]
+    user_id: EntityId
     context: FeedContext
     page_size: Annotated[StrictInt, Field(ge=1, le=MAX_PAGE_SIZE)] = 20
 

@@ -10,7 +10,9 @@ with ``"kind": "shadow"`` and the same ``request_id``; join on it.
 Request handlers only put a dict on a queue; one writer thread owns the file,
 so lines never interleave, and each batch it drains is flushed before it waits
 again. When the queue is full (the disk cannot keep up) a line is dropped and
-counted, rather than making requests wait on the disk.
+counted, rather than making requests wait on the disk. A record that cannot be
+encoded is counted in ``unwritable`` and skipped: one bad line must not stop the
+thread, or every later request would be lost from the log.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ImpressionLog(BoundedWorker):
         super().__init__("impression-log", max_queued)
         self.path = Path(path)
         self.written = 0
+        self.unwritable = 0
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +66,12 @@ class ImpressionLog(BoundedWorker):
                     if record is STOP:
                         stop = True
                         continue
-                    file.write(orjson.dumps(record).decode() + "\n")
+                    try:
+                        line = orjson.dumps(record)
+                    except TypeError:  # e.g. an integer beyond 64 bits
+                        self.unwritable += 1
+                        continue
+                    file.write(line.decode() + "\n")
                     self.written += 1
                 file.flush()
                 for _ in batch:

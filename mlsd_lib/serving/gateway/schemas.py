@@ -21,13 +21,21 @@ except ImportError:  # pragma: no cover - it is a pinned dependency
     orjson = None  # type: ignore[assignment]
 
 
+#: Ids are stored as int64 (Redis keys, parquet columns, the impression log):
+#: a larger integer is a malformed request, refused with 422 like a negative one.
+MAX_ENTITY_ID = 2**63 - 1
+
+#: A user, ad or item id as the gateways accept it.
+EntityId = Annotated[StrictInt, Field(ge=0, le=MAX_ENTITY_ID)]
+
+
 class ScoreRequest(BaseModel):
     """One user and the candidates to score for them."""
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: Annotated[StrictInt, Field(ge=0, description="The user to score for.")]
-    candidate_ids: list[Annotated[StrictInt, Field(ge=0)]] = Field(
+    user_id: Annotated[EntityId, Field(description="The user to score for.")]
+    candidate_ids: list[EntityId] = Field(
         min_length=1, description="Candidates to score, one score each, in order."
     )
     context: dict[str, float] = Field(
@@ -44,7 +52,7 @@ def score_request_model(max_candidates: int) -> type[ScoreRequest]:
         "ScoreRequest",
         __base__=ScoreRequest,
         candidate_ids=(
-            list[Annotated[StrictInt, Field(ge=0)]],
+            list[EntityId],
             Field(
                 min_length=1,
                 max_length=max_candidates,

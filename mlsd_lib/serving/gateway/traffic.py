@@ -130,11 +130,24 @@ class BackgroundLoad:
         with self._lock:
             return [o for o in self.outcomes if not 200 <= o.status < 300]
 
-    def wait_for(self, count: int, timeout_s: float = 30.0) -> None:
-        """Block until at least ``count`` more requests have completed."""
-        target = len(self.outcomes) + count
+    def wait_for(
+        self, count: int, timeout_s: float = 30.0, *, sent_after: float | None = None
+    ) -> None:
+        """Block until at least ``count`` more requests have completed.
+
+        With ``sent_after`` (a :func:`time.perf_counter` value), count only
+        requests sent at or after that moment: requests already in flight, or a
+        fast burst right after a mark, then cannot satisfy the wait on their own.
+        """
+
+        def completed() -> int:
+            if sent_after is None:
+                return len(self.outcomes)
+            return len(self.since(sent_after))
+
+        target = count if sent_after is not None else completed() + count
         deadline = time.monotonic() + timeout_s
-        while len(self.outcomes) < target:
+        while completed() < target:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"load stalled at {len(self.outcomes)} requests")
             time.sleep(0.01)
