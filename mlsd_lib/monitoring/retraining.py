@@ -9,6 +9,11 @@ feature's PSI crosses the alert level, whichever first. A minimum interval
 between retrains (hysteresis) stops a noisy day from causing a retraining storm.
 Every decision is logged with its reasons, so a reader (or an on-call engineer)
 can see why the system did what it did.
+
+A model without a labelled loss to budget (a retrieval model, watched through
+recall and exposure monitors) is deployed without a baseline NE, and the
+caller passes the day's fired alerts (:mod:`~mlsd_lib.monitoring.alerts`) as
+reasons instead: the interval and the log work the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from mlsd_lib.errors import MlsdError
+
+
+class RetrainingError(MlsdError, ValueError):
+    """The trigger was set up or asked out of order; the message says how."""
 
 
 @dataclass(frozen=True)
@@ -32,12 +43,13 @@ class RetrainDecision:
 
 @dataclass
 class RetrainingTrigger:
-    """Fire when NE degrades past ``ne_degradation`` or a key feature's PSI is high.
+    """Fire when NE degrades past ``ne_degradation``, a key feature's PSI is
+    high, or the caller reports an alert.
 
     Call :meth:`deployed` when a model goes live (with its NE on the deployment
-    evaluation window), then :meth:`observe` once per day. A firing counts as a
-    retrain for the minimum interval even if the caller has not yet called
-    :meth:`deployed` for the new model.
+    evaluation window, if it has one), then :meth:`observe` once per day. A
+    firing counts as a retrain for the minimum interval even if the caller has
+    not yet called :meth:`deployed` for the new model.
     """
 
     ne_degradation: float = 0.03
@@ -47,23 +59,28 @@ class RetrainingTrigger:
     log: list[RetrainDecision] = field(default_factory=list)
     baseline_ne: float | None = None
     last_retrain_day: int | None = None
+    _deployed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.ne_degradation <= 0:
-            raise ValueError(f"ne_degradation must be > 0, got {self.ne_degradation}.")
+            raise RetrainingError(
+                f"ne_degradation must be > 0, got {self.ne_degradation}."
+            )
         if self.min_interval_days < 0:
-            raise ValueError(
+            raise RetrainingError(
                 f"min_interval_days must be >= 0, got {self.min_interval_days}."
             )
         if self.key_features is not None:
             self.key_features = tuple(self.key_features)
 
-    def deployed(self, day: int, baseline_ne: float) -> None:
-        """A model went live on ``day`` with NE ``baseline_ne`` on its eval window."""
-        if baseline_ne <= 0:
-            raise ValueError(f"baseline_ne must be > 0, got {baseline_ne}.")
+    def deployed(self, day: int, baseline_ne: float | None = None) -> None:
+        """A model went live on ``day`` with NE ``baseline_ne`` on its eval window
+        (None: a model judged by alerts only, see :meth:`observe`)."""
+        if baseline_ne is not None and baseline_ne <= 0:
+            raise RetrainingError(f"baseline_ne must be > 0, got {baseline_ne}.")
         self.baseline_ne = baseline_ne
         self.last_retrain_day = day
+        self._deployed = True
 
     @property
     def ne_threshold(self) -> float | None:
@@ -76,13 +93,20 @@ class RetrainingTrigger:
         day: int,
         ne: float | None = None,
         psi_by_feature: Mapping[str, float] | None = None,
+        alerts: Iterable[str] = (),
     ) -> RetrainDecision:
-        """Decide for ``day`` from its NE (``None`` if no labels yet) and PSIs."""
-        if self.baseline_ne is None:
-            raise ValueError("call deployed(day, baseline_ne) before observe().")
+        """Decide for ``day`` from its NE (``None`` if no labels yet), PSIs and
+        the alerts other monitors raised (each a sentence, kept as a reason)."""
+        if not self._deployed and self.baseline_ne is None:
+            raise RetrainingError("call deployed(day, baseline_ne) before observe().")
+        if ne is not None and self.baseline_ne is None:
+            raise RetrainingError(
+                f"got NE {ne} on day {day}, but the deployed model has no baseline "
+                "NE to compare it with: pass deployed(day, baseline_ne=...)."
+            )
         threshold = self.ne_threshold
         reasons: list[str] = []
-        if ne is not None and ne > threshold:
+        if ne is not None and threshold is not None and ne > threshold:
             reasons.append(
                 f"NE {ne:.4f} > {threshold:.4f} (deployment NE {self.baseline_ne:.4f} "
                 f"+ {self.ne_degradation:.0%})"
@@ -97,6 +121,7 @@ class RetrainingTrigger:
                 value = psi_by_feature.get(name)
                 if value is not None and value > self.psi_limit:
                     reasons.append(f"PSI of {name!r} {value:.3f} > {self.psi_limit}")
+        reasons.extend(str(alert) for alert in alerts)
         retrain = bool(reasons)
         if retrain and self.last_retrain_day is not None:
             since = day - self.last_retrain_day

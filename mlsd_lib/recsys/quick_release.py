@@ -25,6 +25,12 @@ under one version, within budget. :func:`build_quick_release` does, from a
    production;
 5. compute the feed's tables (:func:`~mlsd_lib.recsys.feed_tables.build_feed_tables`).
 
+Steps 2-5 are :func:`release_from_log`, which also trains the *next* release
+from the log a served release produced (its last ``train_days`` days, every
+day's events for the features), with the registry's next version number, the
+catalogue re-embedded and the index rebuilt over every item launched by then:
+the retrain of step 7.
+
 "Now" is the end of the simulated days; the event log's clock is seconds
 since the epoch, with world day 0 at :data:`~mlsd_lib.recsys.events.RECSYS_EPOCH`.
 :meth:`QuickRelease.load_histories` streams the feature events through the
@@ -59,7 +65,12 @@ from mlsd_lib.recsys.feed_bundle import save_bundle
 from mlsd_lib.recsys.feed_catalogue import FeedCatalogue
 from mlsd_lib.recsys.feed_features import USER_CATEGORICAL
 from mlsd_lib.recsys.feed_tables import FeedTables, build_feed_tables
-from mlsd_lib.recsys.serving import FeedRelease, promote_release, register_release
+from mlsd_lib.recsys.serving import (
+    FeedRelease,
+    ReleaseError,
+    promote_release,
+    register_release,
+)
 from mlsd_lib.recsys.training_rows import (
     ranking_examples,
     retrieval_examples,
@@ -73,7 +84,12 @@ from mlsd_lib.worlds.recsys_log import RecsysLog
 from mlsd_lib.worlds.recsys_policies import LegacyPolicy
 from mlsd_lib.worlds.recsys_truth import ITEM_KINDS, SECONDS_PER_DAY
 
-__all__ = ["QuickRelease", "build_quick_release", "item_tower_features"]
+__all__ = [
+    "QuickRelease",
+    "build_quick_release",
+    "item_tower_features",
+    "release_from_log",
+]
 
 #: The two-tower's training: a few epochs of small batches, one torch thread.
 TOWER_TRAINING = TrainingConfig(
@@ -225,19 +241,66 @@ def build_quick_release(
     defaults to the quick world of ``seed``; the training settings to
     :data:`TOWER_TRAINING` and :data:`RANKER_TRAINING` (their seeds replaced by
     ``seed``)."""
-    folder = Path(folder)
     world = RecsysWorld(config or RecsysWorldConfig.quick(seed=seed))
     log = world.simulate(LegacyPolicy(world), 0, days)
-    events = interaction_log(log, world.items.genre)
     fold = interaction_history(
         stream, n_categories=world.config.n_genres, name=history_name
     )
-    states = states_at_requests(log, events, fold)
+    return release_from_log(
+        folder,
+        world,
+        log,
+        fold,
+        seed=seed,
+        tower_training=tower_training,
+        ranker_training=ranker_training,
+    )
+
+
+def release_from_log(
+    folder: str | Path,
+    world: RecsysWorld,
+    log: RecsysLog,
+    fold: HistoryFold,
+    *,
+    train_days: int | None = None,
+    registry: ModelRegistry | None = None,
+    seed: int = 0,
+    tower_training: TrainingConfig = TOWER_TRAINING,
+    ranker_training: TrainingConfig = RANKER_TRAINING,
+) -> QuickRelease:
+    """Train, export, index and register the next release from ``log``.
+
+    ``log`` holds the world's days ``0 .. now - 1`` ("now" is the start of the
+    day after its last row); the models train on its last ``train_days`` days
+    (all of them when None), the last of which validates, while every
+    request's features come from the whole event log, as online. The release
+    gets the registry's next version (``registry`` defaults to
+    ``<folder>/registry``), is promoted to production, and its index holds the
+    item tower's embedding of every item launched by "now", stamped with the
+    user tower's version. :func:`build_quick_release` is this after simulating
+    the legacy feed; a retrain is this on the log the served release produced.
+    """
+    folder = Path(folder)
+    if not len(log):
+        raise ReleaseError("release_from_log needs a log with impressions to train on.")
+    days = int(np.floor(log.time[-1] / SECONDS_PER_DAY)) + 1
+    first_day = 0 if train_days is None else max(days - train_days, 0)
+    if days - first_day < 2:
+        raise ReleaseError(
+            f"train_days={train_days} leaves {days - first_day} day(s) of the "
+            "log: training needs two at least (the last one validates)."
+        )
+    events = interaction_log(log, world.items.genre)
+    window = (
+        log if first_day == 0 else log.subset(log.time >= first_day * SECONDS_PER_DAY)
+    )
+    states = states_at_requests(window, events, fold)
     item_features = world.item_features()
     items, item_schema = item_tower_features(item_features)
     world_now = days * SECONDS_PER_DAY
 
-    data = _retrieval_data(world, log, states, items)
+    data = _retrieval_data(world, window, states, items)
     train, valid = data.split_at(world_now - SECONDS_PER_DAY)
     two_tower = TwoTower.from_data(train, seed=seed)
     tower_result = train_two_tower(
@@ -248,7 +311,7 @@ def build_quick_release(
         log_q="exact",
         recall_k=100,
     )
-    ranker_data = ranking_examples(log, states, item_features)
+    ranker_data = ranking_examples(window, states, item_features)
     ranker = TwoHeadRanker.from_data(ranker_data, seed=seed)
     train_ranker(
         ranker, ranker_data, None, dataclasses.replace(ranker_training, seed=seed)
@@ -290,7 +353,7 @@ def build_quick_release(
     index = AnnIndex(INDEX_SPEC, embeddings.shape[1])
     with faiss_threads(1):  # one thread: the same graph on every run
         index.build(embeddings[launched], launched)
-    registry = ModelRegistry(folder / "registry")
+    registry = registry or ModelRegistry(folder / "registry")
     recall = -(tower_result.best_valid_loss or 0.0)
     release = register_release(
         registry,
@@ -302,7 +365,7 @@ def build_quick_release(
         item_tower_schema=item_schema,
         history_len=data.history_len,
         training_window=(
-            RECSYS_EPOCH.date().isoformat(),
+            (RECSYS_EPOCH + pd.Timedelta(days=first_day)).date().isoformat(),
             (RECSYS_EPOCH + pd.Timedelta(days=days)).date().isoformat(),
         ),
         metrics={"recall_at_100": recall},
