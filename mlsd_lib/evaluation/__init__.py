@@ -10,6 +10,10 @@ a naive join inflates a model's offline quality.
   calibration ratio, and Platt / isotonic recalibration.
 * :mod:`~mlsd_lib.evaluation.ab_test`: two-proportion tests, the delta method for
   ratio metrics, and power analysis.
+* :mod:`~mlsd_lib.evaluation.ab_continuous`: Welch and paired t-tests on a per-user
+  metric, sample size and power for split and paired designs.
+* :mod:`~mlsd_lib.evaluation.off_policy`: IPS, SNIPS and clipped IPS with clustered
+  standard errors and effective sample size.
 * :mod:`~mlsd_lib.evaluation.ranking`: recall@k, precision@k, hit rate, MRR and
   NDCG@k over ranked lists; catalogue coverage, top-1% share and Gini of exposure.
 * :mod:`~mlsd_lib.evaluation.plots`: matplotlib figures for the above.

@@ -1,7 +1,7 @@
 r"""A/B tests on a per-user continuous metric: Welch, paired, and power.
 
-Introduced in ``casestudies/recommender/index.md`` (step 5, "Offline and online
-evaluation"). The recommender is judged online on *engaged plays per user* and
+Introduced in ``casestudies/recommender/05_evaluation.ipynb`` (step 5, "Offline and
+online evaluation"). The recommender is judged online on *engaged plays per user* and
 *minutes per user*: one number per user, unbounded, heavy-tailed (most users
 play nothing on a given day, a few binge). :mod:`~mlsd_lib.evaluation.ab_test`
 handles click-through rates; this module handles means of such numbers.

@@ -1,7 +1,7 @@
 r"""Off-policy evaluation: what a new policy would earn, from another policy's log.
 
-Introduced in ``casestudies/recommender/index.md`` (step 5, "Offline and online
-evaluation"). A log records, for every decision, what the *logging* policy
+Introduced in ``casestudies/recommender/05_evaluation.ipynb`` (step 5, "Offline and
+online evaluation"). A log records, for every decision, what the *logging* policy
 :math:`\mu` chose, the probability it had of choosing it (the propensity,
 :math:`\mu(a_i \mid x_i)`) and the reward :math:`r_i` that followed. A *target*
 policy :math:`\pi` would have chosen differently; its value

@@ -29,6 +29,8 @@ Introduced in ``notebooks/feature_store.ipynb`` and
   :mod:`~mlsd_lib.features.history_fold` (per-user last items, category counts,
   activity), with the names a processor process takes in
   :mod:`~mlsd_lib.features.fold_catalog`.
+* :mod:`~mlsd_lib.features.live_processor`: a processor that keeps folding while a
+  service runs (a process on real Redis, a thread on fakeredis).
 * :mod:`~mlsd_lib.features.histories`: histories read online in one round trip,
   and the same values computed offline at any time, without leakage.
 * :mod:`~mlsd_lib.features.read_strategies`: the per-feature layouts the packed

@@ -1,11 +1,10 @@
 """A stream processor that keeps folding new events while a service reads the store.
 
-Introduced in ``casestudies/recommender/index.md`` (step 6, "Serving": the
-histories a feed reads stay fresh because a processor folds every new play
-into Redis within seconds). A backfill is a bounded run (``run(idle_exit_s=...)``
-and it returns); a service needs the opposite: a processor started next to it
-that runs until told to stop. :class:`LiveProcessor` is that, with the same
-fold the backfill used:
+Introduced in ``casestudies/recommender/06_serving.ipynb`` (step 6, "Serving": the
+histories a feed reads stay fresh because a processor folds every new play into Redis
+within seconds). A backfill is a bounded run (``run(idle_exit_s=...)`` and it returns);
+a service needs the opposite: a processor started next to it that runs until told to
+stop. :class:`LiveProcessor` is that, with the same fold the backfill used:
 
 * on a real Redis, a **process of its own** (``python -m
   mlsd_lib.features.stream_processor``, started by

@@ -34,7 +34,11 @@ study; the modules here hold what only it needs:
   :mod:`~mlsd_lib.recsys.feed_server` (``python -m
   mlsd_lib.recsys.feed_server``: the route under uvicorn, a process of its own)
   and :mod:`~mlsd_lib.recsys.quick_release` (a small seeded release for tests
-  and the benchmark).
+  and the benchmark); measuring the served feed:
+  :mod:`~mlsd_lib.recsys.feed_load` (bodies, stage tables, sources, filter
+  survival), :mod:`~mlsd_lib.recsys.feed_freshness` (a play to the next feed),
+  :mod:`~mlsd_lib.recsys.feed_traffic` (labelled background traffic) and
+  :mod:`~mlsd_lib.recsys.feed_plots` (stages against the budget).
 * Models and their offline evaluation (step 4 and 5):
   :mod:`~mlsd_lib.recsys.features` (what the models may see: the world's or a
   MovieLens file's observable tables as tower and ranker inputs, point-in-time
@@ -44,4 +48,9 @@ study; the modules here hold what only it needs:
   :mod:`~mlsd_lib.recsys.evaluation` (the time split; recall against held-out
   plays and against the true top K; ANN recall; NDCG@20 against the oracle;
   calibration; slices; what ranking by clicks costs).
+* Online evaluation (step 5): :mod:`~mlsd_lib.recsys.model_policies` (trained
+  models as the world's feed policy, slot mixtures, frozen policy copies) and
+  :mod:`~mlsd_lib.recsys.online_evaluation` (the A/B test paired and split, users
+  needed; replayed feeds and target probabilities for off-policy estimates; true
+  values on forks).
 """

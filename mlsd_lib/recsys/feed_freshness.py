@@ -1,8 +1,8 @@
 """Freshness of the feed itself: from a play on the stream to a feed that shows it.
 
-Introduced in ``casestudies/recommender/index.md`` (the requirement "plays must
-reach the online store within 60 s", and the question behind it: "if a user
-finishes two cooking videos, the next refresh should reflect it").
+Introduced in ``casestudies/recommender/06_serving.ipynb`` (the requirement "plays must
+reach the online store within 60 s", and the question behind it: "if a user finishes two
+cooking videos, the next refresh should reflect it").
 :func:`~mlsd_lib.features.stream_freshness.measure_freshness` times a play
 until it is in the user's history in Redis; what the user notices is later
 still: the next feed must be *different*. This module times that whole path,

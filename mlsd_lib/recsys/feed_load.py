@@ -1,10 +1,10 @@
 """The feed under load, read stage by stage: request bodies, answers kept, stage
 latencies against the budget, and what the answers say about sources and filters.
 
-Introduced in ``casestudies/recommender/index.md`` (panel B, whose right-hand
+Introduced in ``casestudies/recommender/06_serving.ipynb`` (panel B, whose right-hand
 column splits the p99 into stage budgets). A load generator
-(:mod:`~mlsd_lib.serving.loadgen`) measures what the *client* sees: end-to-end
-latency, throughput, failures. Each feed answer also carries what the
+(:mod:`~mlsd_lib.serving.loadgen`) measures what the *client* sees: end-to-end latency,
+throughput, failures. Each feed answer also carries what the
 *gateway* saw, the milliseconds of each of its five stages, and the impression
 log says which source proposed each candidate and how many survived each
 filter. This module turns many answers into those figures:

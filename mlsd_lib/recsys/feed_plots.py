@@ -1,7 +1,7 @@
 """Where a feed request's time goes, drawn against the page's stage budgets.
 
-Introduced in ``casestudies/recommender/index.md`` (panel B's p99 column).
-The figure is made without ``pyplot`` (a :class:`matplotlib.figure.Figure`, as
+Introduced in ``casestudies/recommender/06_serving.ipynb`` (panel B's p99 column). The
+figure is made without ``pyplot`` (a :class:`matplotlib.figure.Figure`, as
 :mod:`mlsd_lib.evaluation.plots` does), so it draws the same under Agg, in
 tests and in a notebook. A table of p99s answers "within budget?"; the plot
 answers "by how much, and how wide is each stage's spread?", which decides

@@ -1,10 +1,9 @@
 """Steady feed traffic in the background, every answer labelled for a timeline.
 
-Introduced in ``casestudies/recommender/index.md`` (the availability
-requirement: "on failure, serve a cached popular-in-region feed"). A failure
-drill asks a question percentiles cannot answer: while the model server was
-down, did every user still get a feed, and which kind? :class:`FeedTraffic`
-is the generic gateway's
+Introduced in ``casestudies/recommender/06_serving.ipynb`` (the availability
+requirement: "on failure, serve a cached popular-in-region feed"). A failure drill asks
+a question percentiles cannot answer: while the model server was down, did every user
+still get a feed, and which kind? :class:`FeedTraffic` is the generic gateway's
 :class:`~mlsd_lib.serving.gateway.traffic.BackgroundLoad` (threads, bounded in
 count and time, loopback only, one
 :class:`~mlsd_lib.serving.gateway.traffic.Outcome` per request) sending

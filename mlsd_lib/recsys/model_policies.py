@@ -1,9 +1,9 @@
 """Trained models as the world's feed policy, and the policies an experiment needs.
 
-Introduced in ``casestudies/recommender/index.md`` (step 5, "Offline and online
-evaluation"). Offline metrics score rankings of logged data; an online test
-must let a model *choose what users see* and watch what they do. In the world
-that means a :class:`~mlsd_lib.worlds.recsys_feed.Policy`:
+Introduced in ``casestudies/recommender/05_evaluation.ipynb`` (step 5, "Offline and
+online evaluation"). Offline metrics score rankings of logged data; an online test must
+let a model *choose what users see* and watch what they do. In the world that means a
+:class:`~mlsd_lib.worlds.recsys_feed.Policy`:
 
 * :class:`ModelFeedPolicy`: a fitted retriever
   (:class:`~mlsd_lib.recsys.recipes.Retriever`) and, optionally, the two-head

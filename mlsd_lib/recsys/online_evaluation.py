@@ -1,7 +1,7 @@
 r"""The recommender's online evaluation in the world: A/B tests, off-policy estimates.
 
-Introduced in ``casestudies/recommender/index.md`` (step 5, "Offline and online
-evaluation"). The statistics are generic
+Introduced in ``casestudies/recommender/05_evaluation.ipynb`` (step 5, "Offline and
+online evaluation"). The statistics are generic
 (:mod:`~mlsd_lib.evaluation.ab_continuous`, :mod:`~mlsd_lib.evaluation.off_policy`);
 this module runs the experiments the case study needs with them.
 
