@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import pytest
 import redis
 from feed_release import FAST, other_db, pipeline, shared_release
@@ -35,6 +36,7 @@ from mlsd_lib.recsys.feed import FeedSettings
 from mlsd_lib.recsys.feed_load import feed_bodies
 from mlsd_lib.recsys.feed_traffic import FeedTraffic
 from mlsd_lib.recsys.gateway import FeedService, add_feed_routes
+from mlsd_lib.recsys.monitor_plots import PANELS, MonitorPlotError, monitor_panel
 from mlsd_lib.recsys.monitors import (
     INPUTS,
     METRICS,
@@ -346,6 +348,32 @@ def test_the_served_ranking_is_the_exact_top_k_over_the_indexed_items(monitored)
         np.testing.assert_array_equal(ranked[row][: len(best)], best)
 
 
+def test_the_monitor_reads_what_the_index_holds_now(release):
+    """A title added to the live index (incremental indexing) counts at once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        models = deploy_release(
+            release.registry, release.release, InProcessModelServer("fresh"),
+            release.item_features,
+        )  # fmt: skip
+    world = release.world.fork()
+    monitor = FeedMonitor(
+        world, served_policy(release, models), release.log,
+        settings=MonitorSettings(truth_users=50),
+    )  # fmt: skip
+    launch_day = world.items.launch_day
+    day = int(launch_day[launch_day > world.next_day].min())
+    new = np.flatnonzero((launch_day > world.next_day) & (launch_day <= day))
+    users = np.unique(release.log.user)[:40]
+    watched = monitor.watched(users)
+    before = monitor.served_ranking(models, users, day, watched)
+    assert not np.isin(new, before).any()
+    models.index.add(models.catalogue.embeddings[new], new)
+    after = monitor.served_ranking(models, users, day, watched)
+    assert np.isin(new, after).any()
+    assert np.isin(new, indexed_items(models.index)).all()
+
+
 def test_end_day_needs_the_truth_read_as_the_day_began(monitored):
     monitor, logs, _ = monitored
     with pytest.raises(MonitorError, match="without start_day"):
@@ -553,3 +581,43 @@ def test_swap_v1_to_v2_under_load_fails_no_request(
     after = traffic.since(swap.switched_at)
     assert after and {o.body["model_version"] for o in after} == {"recs-v2"}
     assert (swap.before, swap.after) == ("recs-v1", "recs-v2")
+
+
+# -- the panel ----------------------------------------------------------------------
+
+
+def panel_frame() -> pd.DataFrame:
+    days = [7, 8, 9, 10]
+    values = {metric: np.linspace(0.1, 0.4, 4) for metric in METRICS}
+    return pd.DataFrame(
+        {
+            "day": days,
+            "release": "recs-v1",
+            "phase": ["reference", "reference", "monitor", "monitor"],
+            **values,
+            "alerts": ["", "", "", "unindexed_share, recall_truth"],
+        }
+    )
+
+
+def test_the_monitor_panel_draws_arms_thresholds_alerts_and_events():
+    frame = panel_frame()
+    fig = monitor_panel(
+        {"served": frame, "kept": frame.iloc[2:]},
+        {"unindexed_share": 0.05},
+        events={"launch": 10},
+    )
+    assert [ax.get_title() for ax in fig.axes] == list(PANELS)
+    catalogue = fig.axes[1]
+    # 2 metrics x 2 arms x (line + alert crosses), one threshold, one event
+    assert len(catalogue.lines) == 2 * 2 * 2 + 1 + 1
+    crosses = [line for line in catalogue.lines if line.get_marker() == "x"]
+    assert [list(line.get_xdata()) for line in crosses] == [[10], [10], [], []]
+    threshold = [
+        line for line in catalogue.lines if list(line.get_ydata()) == [0.05] * 2
+    ]
+    assert len(threshold) == 1
+    assert len(catalogue.patches) == 1  # the reference window, days 7-8
+    assert catalogue.patches[0].get_x() == pytest.approx(6.5)
+    with pytest.raises(MonitorPlotError, match=r"lacks columns \['alerts'\]"):
+        monitor_panel({"served": frame.drop(columns="alerts")})

@@ -288,7 +288,6 @@ class FeedMonitor:
         self._pairs_item = [log.item[engaged]]
         self._truth: tuple[int, np.ndarray] | None = None
         self._reference: _Reference | None = None
-        self._indexed: dict[str, np.ndarray] = {}
         self.reports: list[DayReport] = []
 
     # -- the day's truth, before it is simulated ------------------------------------
@@ -312,10 +311,8 @@ class FeedMonitor:
         """The release's top ``recall_k`` for ``users`` (sorted) at the start of
         ``day``: its user tower on their histories then, exact inner product
         over the items its index holds, minus what they may not see or watched."""
-        if models.release not in self._indexed:
-            self._indexed[models.release] = indexed_items(models.index)
         in_index = np.zeros(len(models.catalogue), dtype=bool)
-        in_index[self._indexed[models.release]] = True
+        in_index[indexed_items(models.index)] = True  # read now: items may be added
         times = np.full(len(users), day * SECONDS_PER_DAY)
         histories = self.policy.histories(users, times)
         embedding = self.policy.embed_users(histories, users, models)
@@ -371,10 +368,8 @@ class FeedMonitor:
                 categorical=name == "history_genre",
             )
         launched = self.world.items.launch_day <= day
-        if release not in self._indexed:
-            self._indexed[release] = indexed_items(models.index)
         in_index = np.zeros(len(launched), dtype=bool)
-        in_index[self._indexed[release]] = True
+        in_index[indexed_items(models.index)] = True
         values["unindexed_share"] = float((launched & ~in_index).sum() / launched.sum())
 
         # recall against the day's plays and against the truth
@@ -439,7 +434,6 @@ class FeedMonitor:
         twin._pairs_user = list(self._pairs_user)
         twin._pairs_item = list(self._pairs_item)
         twin._reference = copy.deepcopy(self._reference)
-        twin._indexed = dict(self._indexed)
         twin.reports = list(self.reports)
         return twin
 

@@ -246,17 +246,18 @@ class ServedFeedPolicy:
         categorical = np.column_stack(
             [self.user_region[users], self.user_maturity[users]]
         ).astype(np.int64)
-        parts = [
-            call_model(
-                models.user_tower,
-                {
-                    "history": history[lo : lo + USER_TOWER_ROWS],
-                    "dense": dense[lo : lo + USER_TOWER_ROWS],
-                    "categorical": categorical[lo : lo + USER_TOWER_ROWS],
-                },
-            )[EMBEDDING]
-            for lo in range(0, len(users), USER_TOWER_ROWS)
-        ]
+        with torch_threads(1):  # one core, and the same sums on every machine
+            parts = [
+                call_model(
+                    models.user_tower,
+                    {
+                        "history": history[lo : lo + USER_TOWER_ROWS],
+                        "dense": dense[lo : lo + USER_TOWER_ROWS],
+                        "categorical": categorical[lo : lo + USER_TOWER_ROWS],
+                    },
+                )[EMBEDDING]
+                for lo in range(0, len(users), USER_TOWER_ROWS)
+            ]
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
     def visible(self, users: np.ndarray, items: np.ndarray, day: int) -> np.ndarray:
