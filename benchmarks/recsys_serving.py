@@ -37,7 +37,6 @@ import os
 import secrets
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -47,6 +46,12 @@ import numpy as np
 
 from mlsd_lib.processes import tail
 from mlsd_lib.recsys.feed import FEED_STAGE_BUDGETS_MS
+from mlsd_lib.recsys.feed_load import (
+    RecordingSender,
+    feed_bodies,
+    source_mix,
+    stage_samples,
+)
 from mlsd_lib.recsys.quick_release import QuickRelease, build_quick_release
 from mlsd_lib.redis_backend import get_redis
 from mlsd_lib.serving.gateway.process import GatewayProcess
@@ -67,55 +72,13 @@ STREAM = "recs_bench_events"
 HISTORY = "recs_bench_history"
 
 
-class Recorder:
-    """The ``send`` the loops call: one request, its body kept for afterwards
-    (parsed after the run, so no JSON work is timed)."""
-
-    def __init__(self, sender: RotatingBodySender) -> None:
-        self.sender = sender
-        self.bodies: list[bytes] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        response = self.sender()
-        with self._lock:
-            self.bodies.append(response.content)
-
-    def take(self) -> list[dict]:
-        with self._lock:
-            bodies, self.bodies = self.bodies, []
-        return [json.loads(body) for body in bodies]
-
-
 def stage_percentiles(answers: list[dict], q: float) -> dict[str, float]:
-    """The ``q``-th percentile of each stage's milliseconds over ``answers``
-    that were served (not degraded)."""
-    served = [a["timings"] for a in answers if not a["degraded"]]
-    names = [*FEED_STAGE_BUDGETS_MS, "total"]
-    if not served:
-        return {name: float("nan") for name in names}
+    """The ``q``-th percentile of each stage's milliseconds over the served
+    (not degraded) answers; NaN where none was served."""
     return {
-        name: round(float(np.percentile([t[name] for t in served], q)), 3)
-        for name in names
+        name: round(float(np.percentile(ms, q)), 3) if ms.size else float("nan")
+        for name, ms in stage_samples(answers).items()
     }
-
-
-def feed_bodies(release: QuickRelease, n: int, seed: int) -> list[dict]:
-    """``n`` requests of distinct users in a seeded order, each with its profile."""
-    profiles = release.user_profiles()
-    rng = np.random.default_rng(seed)
-    users = rng.permutation(len(profiles))[:n]
-    return [
-        {
-            "user_id": int(u),
-            "context": {
-                "region": int(profiles.region[u]),
-                "maturity_limit": int(profiles.maturity_limit[u]),
-            },
-            "page_size": 20,
-        }
-        for u in users
-    ]
 
 
 def measure(
@@ -131,7 +94,7 @@ def measure(
     print(f"feed gateway ready after {waited:.2f} s at {url}")
     headers = {"X-API-Key": api_key}
     with RotatingBodySender(f"{url}/v1/recs/feed", bodies, headers) as sender:
-        send = Recorder(sender)
+        send = RecordingSender(sender)
         run_closed_loop(send, 1, max_requests=max(100, n_single // 5), max_seconds=30)
         run_closed_loop(send, CONCURRENCY, max_requests=200, max_seconds=30)
         send.take()  # warm-up answers are not measured
@@ -190,7 +153,9 @@ def main() -> None:
             bundle = release.save_bundle(Path(workdir) / "bundle")
             env = {**os.environ, "REDIS_URL": redis_url, API_KEY_ENV: api_key}
             command = [sys.executable, "-m", "mlsd_lib.recsys.feed_server", str(bundle)]
-            bodies = feed_bodies(release, release.world.n_users, args.seed)
+            bodies = feed_bodies(
+                release.user_profiles(), release.world.n_users, args.seed
+            )
             with GatewayProcess(command, env) as gateway:
                 try:
                     single, multi, one, four, counters = measure(
@@ -217,10 +182,7 @@ def main() -> None:
     degraded = [a.get("degraded_reason") for a in one + four if a["degraded"]]
     for reason in sorted(set(degraded))[:5]:
         print(f"degraded: {reason}")
-    sources: dict[str, int] = {}
-    for answer in one:
-        for item in answer["items"]:
-            sources[item["source"]] = sources.get(item["source"], 0) + 1
+    sources = source_mix(one)
 
     results: dict[str, object] = {
         "quick": args.quick,
