@@ -58,7 +58,11 @@ def started():
 @pytest.fixture(scope="module")
 def loop(started):
     world, start = started
-    arms = [LoopArm("logq", R.LOGQ), LoopArm("logq+explore", R.LOGQ, EXPLORE)]
+    arms = [
+        LoopArm("logq", R.LOGQ),
+        LoopArm("logq+explore", R.LOGQ, EXPLORE),
+        LoopArm("logq on legacy", R.LOGQ, train_on="legacy"),  # outside the loop
+    ]
     legacy = {"legacy": lambda fork: LegacyPolicy(fork, seed=0)}
     return run_feedback_loop(world, start, arms, TINY, references=legacy)
 
@@ -219,7 +223,12 @@ def test_true_recall_is_one_for_the_truth_and_less_for_a_model(started) -> None:
 
 def test_every_arm_starts_from_one_log_and_meets_the_same_users(loop) -> None:
     weekly = loop.weekly
-    assert list(loop.metric("top1_share").columns) == ["logq", "logq+explore", "legacy"]
+    assert list(loop.metric("top1_share").columns) == [
+        "logq",
+        "logq+explore",
+        "logq on legacy",
+        "legacy",
+    ]
     assert sorted(weekly["week"].unique()) == [0, 1, 2]
     start = weekly[weekly.week == 0].drop(columns="arm")
     assert (start.nunique(dropna=False) == 1).all()  # week 0: the same starting log
@@ -228,6 +237,7 @@ def test_every_arm_starts_from_one_log_and_meets_the_same_users(loop) -> None:
     # Week 1: both arms retrained on the same log with the same seed.
     recall = loop.metric("true_recall")
     assert recall.loc[1, "logq"] == recall.loc[1, "logq+explore"]
+    assert recall.loc[1, "logq"] == recall.loc[1, "logq on legacy"]
     assert recall.loc[1:, "legacy"].isna().all()
 
 
@@ -241,6 +251,19 @@ def test_each_arm_retrains_on_its_own_plays(loop, started) -> None:
     assert positives.loc[2, "logq"] == int((week1 & (plays.time < 14 * DAY)).sum())
     assert positives.loc[2, "logq"] != positives.loc[2, "logq+explore"]
     assert world.next_day == 7  # the world itself did not move
+    # The control retrains on the legacy feed's plays of week 1 instead.
+    legacy_plays = (loop.metric("engaged_per_user") * loop.metric("active_users")).loc[
+        1, "legacy"
+    ]
+    assert positives.loc[2, "logq on legacy"] == round(legacy_plays)
+    assert len(loop.plays["legacy"]) > start.engaged.sum()
+    # What the models know: the week's launches are placed from content alone.
+    unknown, new = loop.metric("unknown_share"), loop.metric("new_item_share")
+    learners = ["logq", "logq+explore", "logq on legacy"]
+    assert (unknown.loc[1:, learners] >= new.loc[1:, learners]).all().all()
+    known = loop.metric("known_share").loc[1:, learners]
+    assert ((known > 0.2) & (known < 1)).all().all()
+    assert unknown.loc[1:, "legacy"].isna().all()
 
 
 def test_exploration_raises_new_item_exposure(loop) -> None:
@@ -258,6 +281,8 @@ def test_loop_settings_are_checked(started, loop) -> None:
         LoopConfig(weeks=0)
     with pytest.raises(FeedbackLoopError, match="must be unique"):
         run_feedback_loop(world, start, [LoopArm("a", R.LOGQ), LoopArm("a", R.LOGQ)])
+    with pytest.raises(FeedbackLoopError, match="not a reference of this run"):
+        run_feedback_loop(world, start, [LoopArm("a", R.LOGQ, train_on="legacy")])
     with pytest.raises(FeedbackLoopError, match="at least one LoopArm"):
         run_feedback_loop(world, start, [])
     late = world.fork()

@@ -12,7 +12,9 @@ each arm's :class:`~mlsd_lib.recsys.loop_policy.TwoTowerFeedPolicy`
 2. is measured against the world's truth (:func:`true_recall`: the share of
    each sampled user's true top ``recall_k`` that the model's top
    ``recall_k`` holds, overall and for items launched in the last
-   ``new_days``),
+   ``new_days``) and by what it knows (the share of the catalogue it has an
+   id vector for, and the share of the week's impressions it placed from
+   content alone),
 3. serves a week, and the week's log is measured (:func:`week_metrics`):
    concentration (top-1% impression share, Gini, coverage of the available
    catalogue), new-item exposure (share of impressions, and the share of the
@@ -20,7 +22,11 @@ each arm's :class:`~mlsd_lib.recsys.loop_policy.TwoTowerFeedPolicy`
    got (engaged plays and engaged minutes per active user).
 
 An arm is a :class:`LoopArm`: a two-tower recipe (in-batch softmax with or
-without logQ) and, optionally, exploration slots. :func:`weekly_launches`
+without logQ) and, optionally, exploration slots. *References* are fixed
+policies (the legacy feed) run and measured alongside; an arm may retrain on a
+reference's plays instead of its own (``train_on``): the same model outside
+the loop, the control that separates what the loop does from what the world
+does (tastes drift, users use up the titles they like). :func:`weekly_launches`
 writes the catalogue launches that make new-item exposure measurable, as
 events of the world's config. Week 0 in the result is the starting log
 itself, shared by every arm, so each curve starts from the same point.
@@ -74,11 +80,18 @@ class FeedbackLoopError(MlsdError, ValueError):
 
 @dataclass(frozen=True)
 class LoopArm:
-    """One arm: a name, the two-tower recipe it retrains, exploration or none."""
+    """One arm: a name, the two-tower recipe it retrains, exploration or none.
+
+    ``train_on`` names a reference policy of the run whose plays the arm
+    retrains on instead of its own: the same model and schedule *outside* the
+    loop, a control no production system has (its data always comes from
+    itself), which tells the loop's effect from the world's.
+    """
 
     name: str
     recipe: TwoTowerRecipe
     exploration: ExplorationConfig | None = None
+    train_on: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,10 +255,14 @@ def _relevance(items: np.ndarray, keep: np.ndarray) -> RelevantItems:
 
 @dataclass
 class FeedbackLoopResult:
-    """``weekly``: one row per (arm, week) with :func:`week_metrics`,
-    :func:`true_recall` (of the model that served the week; NaN in week 0, the
-    starting log), ``train_positives`` and ``train_seconds``. ``plays``: each
-    arm's engaged plays, starting log included."""
+    """``weekly``: one row per (arm, week) with :func:`week_metrics` and, for
+    the model that served the week (NaN in week 0, the starting log, and for
+    the references): :func:`true_recall`, ``known_share`` (share of the
+    available catalogue the model has an id vector for),
+    ``unknown_share`` (share of the week's impressions of items it has none
+    for, which it placed from content alone; the week's launches are among
+    them), ``train_positives`` and ``train_seconds``. ``plays``: each arm's and
+    reference's engaged plays, starting log included."""
 
     weekly: pd.DataFrame
     plays: dict[str, RecsysLog]
@@ -268,31 +285,30 @@ def _check_arms(arms: Sequence[LoopArm], references: Mapping[str, object]) -> No
     names = [arm.name for arm in arms] + list(references)
     if len(set(names)) != len(names):
         raise FeedbackLoopError(f"arm and reference names must be unique, got {names}.")
-
-
-def _start_row(name: str, start: dict[str, float]) -> dict[str, object]:
-    return {"arm": name, "week": 0, **start} | _NO_MODEL
+    for arm in arms:
+        if arm.train_on is not None and arm.train_on not in references:
+            raise FeedbackLoopError(
+                f"arm {arm.name!r} trains on {arm.train_on!r}, which is not a "
+                f"reference of this run (references: {list(references)}): pass it "
+                "in references=."
+            )
 
 
 #: The model columns of a row without a retrained model (week 0, references).
 _NO_MODEL = {
     "true_recall": np.nan,
     "true_recall_new": np.nan,
+    "known_share": np.nan,
+    "unknown_share": np.nan,
     "train_positives": 0,
     "train_seconds": 0.0,
 }
 
 
 def _serve_week(
-    name: str,
-    policy: Policy,
-    fork: RecsysWorld,
-    week: int,
-    day: int,
-    config: LoopConfig,
-    model: dict[str, float],
-) -> dict[str, object]:
-    """Let ``policy`` serve the week starting on ``day``; the week's row."""
+    policy: Policy, fork: RecsysWorld, day: int, config: LoopConfig
+) -> tuple[dict[str, float], RecsysLog]:
+    """Let ``policy`` serve the week starting on ``day``: its metrics and log."""
     log = fork.simulate(policy, day, config.days_per_week)
     metrics = week_metrics(
         log,
@@ -302,7 +318,7 @@ def _serve_week(
         new_days=config.new_days,
         reach_impressions=config.reach_impressions,
     )
-    return {"arm": name, "week": week, **metrics} | model
+    return metrics, log
 
 
 def _retrain_and_measure(
@@ -311,15 +327,20 @@ def _retrain_and_measure(
     eval_users: np.ndarray,
     day: int,
     config: LoopConfig,
+    plays: RecsysLog | None,
 ) -> dict[str, float]:
-    """Retrain on the arm's own plays, then measure the new model on the truth."""
+    """Retrain (on ``plays``, else the arm's own), then measure on the truth."""
     started = time.perf_counter()
-    policy.retrain(day, window_days=config.window_days, epochs=config.epochs)
+    policy.retrain(
+        day, window_days=config.window_days, epochs=config.epochs, plays=plays
+    )
     seconds = time.perf_counter() - started
     recall = true_recall(
         policy, fork, eval_users, day, config.recall_k, new_days=config.new_days
     )
+    available = fork.available_items(day * SECONDS_PER_DAY)
     return recall | {
+        "known_share": float(policy.known_items()[available].mean()),
         "train_positives": policy.train_positives,
         "train_seconds": seconds,
     }
@@ -341,7 +362,8 @@ def run_feedback_loop(
     ``world.next_day``). ``references`` are fixed policies (the legacy
     system, say) run over the same weeks on forks of their own and measured
     the same way, without a model to measure against the truth; a reference
-    with ``observe`` is shown ``start_log`` first. ``world`` itself does not
+    with ``observe`` is shown ``start_log`` first, and an arm with
+    ``train_on`` retrains on a reference's plays. ``world`` itself does not
     move. Torch runs on one thread throughout (see
     :func:`~mlsd_lib.models.training.torch_threads`). ``progress`` shows a
     bar, one step per week.
@@ -387,22 +409,31 @@ def run_feedback_loop(
         observe = getattr(policy, "observe", None)
         if observe is not None:
             observe(start_log)
-    rows = [_start_row(name, start) for name in forks]
+    # The references' plays, for the arms that train on them.
+    reference_plays = {name: [start_log.subset(start_log.engaged)] for name in fixed}
+    rows = [{"arm": name, "week": 0, **start} | _NO_MODEL for name in forks]
     with torch_threads(1):  # a busy 2-core box waits on a second thread
         for week in tqdm(
             range(1, config.weeks + 1), desc="weeks", disable=not progress
         ):
             day = start_day + (week - 1) * config.days_per_week
-            for name, policy in learners.items():
+            for arm in arms:
+                plays = (
+                    None
+                    if arm.train_on is None
+                    else RecsysLog.concat(reference_plays[arm.train_on])
+                )
+                policy, fork = learners[arm.name], forks[arm.name]
                 model = _retrain_and_measure(
-                    policy, forks[name], eval_users, day, config
+                    policy, fork, eval_users, day, config, plays
                 )
-                rows.append(
-                    _serve_week(name, policy, forks[name], week, day, config, model)
-                )
+                metrics, log = _serve_week(policy, fork, day, config)
+                model["unknown_share"] = float((~policy.known_items()[log.item]).mean())
+                rows.append({"arm": arm.name, "week": week, **metrics} | model)
             for name, policy in fixed.items():
-                rows.append(
-                    _serve_week(name, policy, forks[name], week, day, config, _NO_MODEL)
-                )
+                metrics, log = _serve_week(policy, forks[name], day, config)
+                reference_plays[name].append(log.subset(log.engaged))
+                rows.append({"arm": name, "week": week, **metrics} | _NO_MODEL)
     plays = {name: policy.plays for name, policy in learners.items()}
+    plays |= {name: RecsysLog.concat(logs) for name, logs in reference_plays.items()}
     return FeedbackLoopResult(pd.DataFrame(rows), plays, config)

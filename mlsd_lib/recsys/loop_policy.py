@@ -156,15 +156,23 @@ class TwoTowerFeedPolicy:
         return self._plays[0]
 
     def retrain(
-        self, day: int, *, window_days: int | None = 14, epochs: int = 3
+        self,
+        day: int,
+        *,
+        window_days: int | None = 14,
+        epochs: int = 3,
+        plays: RecsysLog | None = None,
     ) -> Retriever:
         """A fresh model of the recipe on the plays of the ``window_days`` days
         before ``day`` (all observed plays with ``None``), features as of ``day``.
 
-        The seed is ``seed + day``: two policies with one recipe retrained on
-        the same plays on the same day get the same model.
+        ``plays`` replaces the policy's own observed plays with another
+        policy's (a control outside the loop); serving still reads this
+        policy's own histories. The seed is ``seed + day``: two policies with
+        one recipe retrained on the same plays on the same day get the same
+        model.
         """
-        plays = self.plays
+        plays = self.plays if plays is None else plays.subset(plays.engaged)
         if len(plays) == 0:
             raise LoopPolicyError(
                 "the policy has observed no engaged play to retrain on: observe a "
@@ -193,6 +201,14 @@ class TwoTowerFeedPolicy:
         self._item_emb_t = torch.from_numpy(np.ascontiguousarray(item_emb.T))
         self.version = f"{self.name}@day{day}"
         return self.model
+
+    def known_items(self) -> np.ndarray:
+        """(n_items,) bool: the items the current model has an id vector for
+        (a play, or a place in a history, in its training window); the others
+        it embeds from content alone, through the unknown row."""
+        if self.model is None or self.model.two_tower is None:
+            raise LoopPolicyError("the policy has no model yet: call retrain(day).")
+        return self.model.two_tower.item_tower.ids.known[:-1].numpy().copy()
 
     # -- serving --------------------------------------------------------------------
 
