@@ -1,9 +1,9 @@
 """Who gets shown: how a log's impressions spread over the catalogue and its new items.
 
-Introduced in ``casestudies/recommender/index.md`` ("Feedback loops in the
-open"): a recommender trained on what it showed tends to show more of the same,
-and the first symptom is in the impression log, long before any accuracy metric
-moves. Three questions, each a number per period of the log:
+Introduced in ``casestudies/recommender/07_feedback_loop.ipynb`` ("Feedback loops in the
+open"): a recommender trained on what it showed tends to show more of the same, and the
+first symptom is in the impression log, long before any accuracy metric moves. Three
+questions, each a number per period of the log:
 
 * **How concentrated?** :func:`exposure_summary`: the share of impressions
   that went to the most-shown 1% of the catalogue, the Gini coefficient of

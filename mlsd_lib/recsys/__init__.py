@@ -53,4 +53,8 @@ study; the modules here hold what only it needs:
   :mod:`~mlsd_lib.recsys.online_evaluation` (the A/B test paired and split, users
   needed; replayed feeds and target probabilities for off-policy estimates; true
   values on forks).
+* Feedback loops: :mod:`~mlsd_lib.recsys.loop_policy` (a two-tower feed
+  retrained on its own plays) and :mod:`~mlsd_lib.recsys.feedback_loop` (weeks
+  of arms on forks: exposure, engagement, recall against the truth, a control
+  outside the loop).
 """

@@ -1,9 +1,9 @@
 """Weeks of recommendations feeding their own training data, arm by arm.
 
-Introduced in ``casestudies/recommender/index.md`` ("Feedback loops in the
-open"). :func:`run_feedback_loop` starts every arm from one log (the legacy
-system's, say) on its own fork of one world, so all arms meet the same users
-with the same random numbers (common random numbers, as
+Introduced in ``casestudies/recommender/07_feedback_loop.ipynb`` ("Feedback loops in the
+open"). :func:`run_feedback_loop` starts every arm from one log (the legacy system's,
+say) on its own fork of one world, so all arms meet the same users with the same random
+numbers (common random numbers, as
 :mod:`~mlsd_lib.recsys.arms` does for fixed policies). Then, week after week,
 each arm's :class:`~mlsd_lib.recsys.loop_policy.TwoTowerFeedPolicy`
 

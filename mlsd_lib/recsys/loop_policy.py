@@ -1,9 +1,9 @@
 """A feed policy that retrains its two-tower model on the plays it caused.
 
-Introduced in ``casestudies/recommender/index.md`` ("Feedback loops in the
-open"). Every production recommender is trained on the log of the recommender
-before it, which was itself trained on the log of the one before: after a few
-retrains, the model's training data is mostly what the model chose to show.
+Introduced in ``casestudies/recommender/07_feedback_loop.ipynb`` ("Feedback loops in the
+open"). Every production recommender is trained on the log of the recommender before it,
+which was itself trained on the log of the one before: after a few retrains, the model's
+training data is mostly what the model chose to show.
 :class:`TwoTowerFeedPolicy` is that system at the size of a simulation:
 
 * **Serving**: each feed is the user's top ``feed_size`` items by the

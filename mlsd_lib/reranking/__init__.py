@@ -15,6 +15,8 @@ this order:
 * :mod:`~mlsd_lib.reranking.exploration`: reserve a slot for a new item chosen
   by Thompson sampling, and log its selection probability for off-policy
   evaluation.
+* :mod:`~mlsd_lib.reranking.batch_exploration`: the same exploration slots for a
+  batch of feeds at once, with exact propensities.
 
 Everything here is generic numpy over arrays the caller supplies (candidate
 ids, scores, embeddings, group and genre labels): it knows nothing about videos,

@@ -1,6 +1,7 @@
 """Exploration slots for a whole batch of feeds at once, with logged propensities.
 
-Introduced in ``casestudies/recommender/index.md`` (exploration for new items).
+Introduced in ``casestudies/recommender/07_feedback_loop.ipynb`` (exploration for new
+items).
 :func:`~mlsd_lib.reranking.exploration.explore` builds one page: the gateway
 calls it once per request. A simulation serving thousands of feeds an hour (or
 a batch job precomputing feeds) would call it thousands of times, each drawing
