@@ -16,6 +16,8 @@ a naive join inflates a model's offline quality.
   standard errors and effective sample size.
 * :mod:`~mlsd_lib.evaluation.ranking`: recall@k, precision@k, hit rate, MRR and
   NDCG@k over ranked lists; catalogue coverage, top-1% share and Gini of exposure.
+* :mod:`~mlsd_lib.evaluation.item_slices`: recall sliced by a label per item
+  (short head against tail, new against catalogue).
 * :mod:`~mlsd_lib.evaluation.exposure`: exposure of impressions over the available
   catalogue (top-1% share, Gini, coverage), new-title share, launch reach.
 * :mod:`~mlsd_lib.evaluation.plots`: matplotlib figures for the above.

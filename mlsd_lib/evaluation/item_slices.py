@@ -1,12 +1,12 @@
 """Recall on a slice of the catalogue: head against tail, new against old items.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "How do you
-choose negatives?"). One recall@K averaged over every held-out item hides *which*
-items a retriever finds: a model that learned popularity scores well on the few
+Introduced in ``casestudies/recommender/09_interview_followups.ipynb`` (the follow-up
+"How do you choose negatives?"). One recall@K averaged over every held-out item hides
+*which* items a retriever finds: a model that learned popularity scores well on the few
 items most plays go to and misses the long tail, and an id-only model finds the
-catalogue and not a single new title. Slicing the relevant items by a label per
-item (``"head"`` / ``"tail"``, ``"new"`` / ``"catalogue"``) shows it, with the
-same ranked lists and the same definition of recall as
+catalogue and not a single new title. Slicing the relevant items by a label per item
+(``"head"`` / ``"tail"``, ``"new"`` / ``"catalogue"``) shows it, with the same ranked
+lists and the same definition of recall as
 :func:`~mlsd_lib.evaluation.ranking.recall_at_k`:
 
 * :func:`head_items`: the **short head**, the most-played items that together

@@ -34,6 +34,8 @@ checks, the version guard, the shard merge and the measurements.
   the package does not load matplotlib for a server that only searches).
 * :mod:`~mlsd_lib.index.synthetic`: clustered embeddings shaped like learned
   ones, to measure indexes on.
+* :mod:`~mlsd_lib.index.scaling`: IVF unit costs measured small and extrapolated
+  by counted work; shards for memory and latency, cores at peak.
 """
 
 from mlsd_lib.index.ann import AnnIndex, IndexNotReady

@@ -1,11 +1,11 @@
 r"""From an IVF index measured small to shards, cores and latency at a large scale.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "How would the
-retrieval index scale from 10 million to 1 billion items?"). Memory scales by
-formula (:func:`~mlsd_lib.index.spec.formula_index_bytes`). Latency has no
-formula, but an IVF search is three pieces of work whose *amounts* are known
-at any size, and whose *unit costs* can be measured on an index small enough
-to build in seconds:
+Introduced in ``casestudies/recommender/09_interview_followups.ipynb`` (the follow-up
+"How would the retrieval index scale from 10 million to 1 billion items?"). Memory
+scales by formula (:func:`~mlsd_lib.index.spec.formula_index_bytes`). Latency has no
+formula, but an IVF search is three pieces of work whose *amounts* are known at any
+size, and whose *unit costs* can be measured on an index small enough to build in
+seconds:
 
 * scoring the ``nlist`` centroids (the coarse quantizer, a flat scan);
 * scanning ``nprobe`` lists, :math:`\text{nprobe} \cdot N / \text{nlist}`

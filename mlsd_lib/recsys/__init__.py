@@ -57,4 +57,9 @@ study; the modules here hold what only it needs:
   retrained on its own plays) and :mod:`~mlsd_lib.recsys.feedback_loop` (weeks
   of arms on forks: exposure, engagement, recall against the truth, a control
   outside the loop).
+* The interview follow-ups: :mod:`~mlsd_lib.recsys.precompute` (online against
+  nightly feeds), :mod:`~mlsd_lib.recsys.cold_start` (id-only tower, truncated
+  histories), :mod:`~mlsd_lib.recsys.objective_arms` (rankers per objective run
+  as arms), :mod:`~mlsd_lib.recsys.diversity_sweep` (MMR λ swept against NDCG
+  under the truth).
 """

@@ -1,9 +1,9 @@
 """Cold start, made measurable: a tower without content, a user with few plays.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "A new title
-launches today. How does it get recommended?" and the clarifying question on
-new users). Two counterfactual inputs, built from the real ones so that
-everything else stays equal:
+Introduced in ``casestudies/recommender/09_interview_followups.ipynb`` (the follow-up "A
+new title launches today. How does it get recommended?" and the clarifying question on
+new users). Two counterfactual inputs, built from the real ones so that everything else
+stays equal:
 
 * :func:`without_item_content`: the same training examples with the item
   table emptied, so :meth:`~mlsd_lib.models.two_tower.TwoTower.from_data`

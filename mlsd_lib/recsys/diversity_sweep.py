@@ -1,12 +1,12 @@
 """What diversity costs in relevance: the MMR trade-off swept over λ, rules on and off.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "How do you
-keep the feed diverse?"). The feed's re-ranker
-(:func:`~mlsd_lib.reranking.diversity.diversify`) builds each page greedily,
-trading the ranker's score against similarity to what is already on the page
-(weight λ on relevance) under two hard rules (at most 3 per series, at least
-4 genres). This module runs it over every user's candidates for a grid of λ,
-with the rules and without them, and measures each setting's pages:
+Introduced in ``casestudies/recommender/09_interview_followups.ipynb`` (the follow-up
+"How do you keep the feed diverse?"). The feed's re-ranker
+(:func:`~mlsd_lib.reranking.diversity.diversify`) builds each page greedily, trading the
+ranker's score against similarity to what is already on the page (weight λ on relevance)
+under two hard rules (at most 3 per series, at least 4 genres). This module runs it over
+every user's candidates for a grid of λ, with the rules and without them, and measures
+each setting's pages:
 
 * **genres per page**, the share of **pages under the genre minimum** (fewer
   than ``min_distinct`` genres: the rule could not be met from the candidates

@@ -1,8 +1,8 @@
 """Rank the same candidates by different objectives, then let the world's users decide.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "How do you
-optimize for watch time rather than clicks?"). The offline comparison of step 4
-scores one fixed candidate set; this module runs the scorings as **arms**:
+Introduced in ``casestudies/recommender/09_interview_followups.ipynb`` (the follow-up
+"How do you optimize for watch time rather than clicks?"). The offline comparison of
+step 4 scores one fixed candidate set; this module runs the scorings as **arms**:
 
 1. :func:`fit_objective_rankers`: the case study's ranker recipe trained once
    per label (an engaged play, a click) on **one** feature build: the

@@ -1,13 +1,13 @@
 """Nightly precomputed feeds against the online path, measured play by play.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "Why not
-precompute everyone's feed offline each night?"). The design answers each
-request online: the user tower reads the history as it is at request time and
-searches the index as it is then. A nightly batch answers every request of
-day ``T`` from what was known when it ran, at the end of day ``T - 1``. Which
-plays does that cost? For every engaged play of the test day of an item new
-to the user (:func:`day_plays`), :func:`online_vs_nightly` asks whether the
-played item was in the user's top ``k`` under three designs:
+Introduced in ``casestudies/recommender/09_interview_followups.ipynb`` (the follow-up
+"Why not precompute everyone's feed offline each night?"). The design answers each
+request online: the user tower reads the history as it is at request time and searches
+the index as it is then. A nightly batch answers every request of day ``T`` from what
+was known when it ran, at the end of day ``T - 1``. Which plays does that cost? For
+every engaged play of the test day of an item new to the user (:func:`day_plays`),
+:func:`online_vs_nightly` asks whether the played item was in the user's top ``k`` under
+three designs:
 
 * ``online``: the history strictly before the play, today's catalogue (the
   book's design);

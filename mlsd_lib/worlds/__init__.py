@@ -19,8 +19,9 @@ optimum.
   :mod:`~mlsd_lib.worlds.recsys_events`, its true engagement model in
   :mod:`~mlsd_lib.worlds.recsys_truth`, the world-policy contract in
   :mod:`~mlsd_lib.worlds.recsys_feed`, the built-in policies (random, popular,
-  legacy, oracle) in :mod:`~mlsd_lib.worlds.recsys_policies`, and the
-  impression log in :mod:`~mlsd_lib.worlds.recsys_log`.
+  legacy, oracle) in :mod:`~mlsd_lib.worlds.recsys_policies`, the
+  impression log in :mod:`~mlsd_lib.worlds.recsys_log`, and a policy serving
+  precomputed ranked lists in :mod:`~mlsd_lib.worlds.recsys_list_policy`.
 """
 
 from mlsd_lib.worlds.ads import (

@@ -1,13 +1,13 @@
 """A feed policy that serves precomputed ranked lists: offline scores, online arms.
 
-Introduced in ``casestudies/recommender/index.md`` (the follow-up "How do you
-optimize for watch time rather than clicks?"). Offline, a scoring is compared on
-the candidates a log happened to hold; the question an interviewer asks is
-what *users* would do with the feed it ranks. :class:`RankedListPolicy` turns
-any ranking of each user's candidates (by P(click), by P(engaged) x
-E[minutes], by anything) into a policy the world can run, so several
-scorings become arms of :func:`~mlsd_lib.recsys.arms.run_arms` and meet the
-same sessions with the same random numbers.
+Introduced in ``casestudies/recommender/09_interview_followups.ipynb`` (the follow-up
+"How do you optimize for watch time rather than clicks?"). Offline, a scoring is
+compared on the candidates a log happened to hold; the question an interviewer asks is
+what *users* would do with the feed it ranks. :class:`RankedListPolicy` turns any
+ranking of each user's candidates (by P(click), by P(engaged) x E[minutes], by anything)
+into a policy the world can run, so several scorings become arms of
+:func:`~mlsd_lib.recsys.arms.run_arms` and meet the same sessions with the same random
+numbers.
 
 Each request gets the first ``feed_size`` items of its user's list that the
 user has not **started** (clicked) earlier in the simulation: a title someone
