@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike
 from mlsd_lib.reranking.exploration import (
     ExplorationConfig,
     ExplorationInputError,
+    checked_pool_counts,
     selection_probabilities,
 )
 
@@ -59,8 +60,6 @@ class ExploredFeeds:
 def _check(
     ranked: np.ndarray,
     pool: np.ndarray,
-    impressions: np.ndarray,
-    engaged: np.ndarray,
     allowed: np.ndarray,
     page_size: int,
     config: ExplorationConfig,
@@ -75,23 +74,6 @@ def _check(
         raise ExplorationInputError(
             f"ranked must be (feeds, >= page_size={page_size}) item ids, got shape "
             f"{ranked.shape}: a feed whose pool is empty backfills from its ranking."
-        )
-    if pool.ndim != 1 or len(np.unique(pool)) != len(pool):
-        raise ExplorationInputError(
-            f"pool must be 1-D item ids, each once; got shape {pool.shape} with "
-            f"{len(pool) - len(np.unique(pool))} repeats."
-        )
-    if impressions.shape != pool.shape or engaged.shape != pool.shape:
-        raise ExplorationInputError(
-            f"impressions and engaged must have one count per pool item "
-            f"({len(pool)}), got shapes {impressions.shape} and {engaged.shape}."
-        )
-    if np.any(engaged < 0) or np.any(engaged > impressions):
-        bad = int(np.flatnonzero((engaged < 0) | (engaged > impressions))[0])
-        raise ExplorationInputError(
-            f"pool item {pool[bad]} has {engaged[bad]:g} engaged plays and "
-            f"{impressions[bad]:g} impressions: counts must satisfy 0 <= engaged "
-            "<= impressions."
         )
     if allowed.shape != (len(ranked), len(pool)):
         raise ExplorationInputError(
@@ -147,16 +129,14 @@ def explore_feeds(
     """
     config = config or ExplorationConfig()
     ranked = np.asarray(ranked, dtype=np.int64)
-    pool = np.asarray(pool, dtype=np.int64)
-    shown = np.asarray(impressions, dtype=np.float64)
-    played = np.asarray(engaged, dtype=np.float64)
+    pool, shown, played = checked_pool_counts(pool, impressions, engaged)
     n = len(ranked) if ranked.ndim == 2 else 0
     allowed = (
         np.ones((n, len(pool)), dtype=bool)
         if allowed is None
         else np.array(allowed, dtype=bool)  # a copy: slots drawn are removed
     )
-    _check(ranked, pool, shown, played, allowed, page_size, config)
+    _check(ranked, pool, allowed, page_size, config)
     page = ranked[:, :page_size]
     if len(pool):
         allowed &= ~(page[:, :, None] == pool[None, None, :]).any(axis=1)

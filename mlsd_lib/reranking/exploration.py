@@ -50,6 +50,7 @@ __all__ = [
     "ExplorationConfig",
     "ExplorationInputError",
     "ExploredSlate",
+    "checked_pool_counts",
     "explore",
     "selection_probabilities",
 ]
@@ -123,9 +124,12 @@ class ExploredSlate:
         return mask
 
 
-def _counts(
+def checked_pool_counts(
     pool: ArrayLike, impressions: ArrayLike, engaged: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pool`` as int64 ids and its counts as float64, after the checks every
+    exploration entry point needs (1-D ids, each once; one count per item;
+    ``0 <= engaged <= impressions``)."""
     items = np.asarray(pool)
     shown = np.asarray(impressions, dtype=np.float64)
     played = np.asarray(engaged, dtype=np.float64)
@@ -199,7 +203,7 @@ def explore(
         raise ExplorationInputError(
             f"n_slots={config.n_slots} exceeds page_size={page_size}."
         )
-    items, shown, played = _counts(pool, impressions, engaged)
+    items, shown, played = checked_pool_counts(pool, impressions, engaged)
     page = np.asarray(ranked, dtype=np.int64)
     if page.ndim != 1:
         raise ExplorationInputError(f"ranked must be 1-D, got shape {page.shape}.")
