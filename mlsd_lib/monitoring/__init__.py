@@ -7,6 +7,8 @@ Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``.
 * :mod:`~mlsd_lib.monitoring.retraining`:
   :class:`~mlsd_lib.monitoring.retraining.RetrainingTrigger`, a policy with
   hysteresis and a decision log.
+* :mod:`~mlsd_lib.monitoring.alerts`: alert rules (absolute, relative or delta
+  limits on a daily metric) and the alerts a day's numbers raise.
 """
 
 from mlsd_lib.monitoring.drift import (

@@ -1,11 +1,10 @@
 """Alert rules: a metric, a threshold and a direction, fixed or set by a baseline.
 
-Introduced in ``casestudies/recommender/index.md`` (step 7, monitoring). A
-monitor computes numbers every day; an alert is the decision that one of them
-is bad enough to act on. Writing the rules down as data, rather than as
-``if`` statements scattered through a notebook, lets a dashboard draw the
-thresholds, a retraining policy quote them as reasons, and a reviewer see
-them all in one table.
+Introduced in ``casestudies/recommender/08_monitoring_and_retraining.ipynb`` (step 7,
+monitoring). A monitor computes numbers every day; an alert is the decision that one of
+them is bad enough to act on. Writing the rules down as data, rather than as ``if``
+statements scattered through a notebook, lets a dashboard draw the thresholds, a
+retraining policy quote them as reasons, and a reviewer see them all in one table.
 
 A rule's threshold is one of three kinds (``mode``):
 

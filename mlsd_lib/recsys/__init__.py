@@ -53,6 +53,13 @@ study; the modules here hold what only it needs:
   :mod:`~mlsd_lib.recsys.online_evaluation` (the A/B test paired and split, users
   needed; replayed feeds and target probabilities for off-policy estimates; true
   values on forks).
+* Monitoring and retraining (step 7): :mod:`~mlsd_lib.recsys.served_policy` (a
+  deployed release serving the world's feeds), :mod:`~mlsd_lib.recsys.monitors`
+  (daily drift, unindexed catalogue, recall decay, concentration, with alert
+  rules), :mod:`~mlsd_lib.recsys.monitor_plots` (the monitor panel),
+  :mod:`~mlsd_lib.recsys.release_checks` (what a release must pass before it
+  serves) and :mod:`~mlsd_lib.recsys.release_swap` (the next release loaded
+  beside the old, checked, warmed up and swapped in).
 * Feedback loops: :mod:`~mlsd_lib.recsys.loop_policy` (a two-tower feed
   retrained on its own plays) and :mod:`~mlsd_lib.recsys.feedback_loop` (weeks
   of arms on forks: exposure, engagement, recall against the truth, a control

@@ -1,8 +1,9 @@
 """The monitors' panel: four small plots of a recommender's days, thresholds and
 the days each alert fired.
 
-Introduced in ``casestudies/recommender/index.md`` (step 7, monitoring). One
-figure answers the on-call question "what moved, when, and past which line":
+Introduced in ``casestudies/recommender/08_monitoring_and_retraining.ipynb`` (step 7,
+monitoring). One figure answers the on-call question "what moved, when, and past which
+line":
 :func:`monitor_panel` draws the daily reports of
 :class:`~mlsd_lib.recsys.monitors.FeedMonitor` (its
 :meth:`~mlsd_lib.recsys.monitors.FeedMonitor.frame`), one line style per arm

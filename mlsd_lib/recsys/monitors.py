@@ -1,10 +1,10 @@
 """The recommender's daily monitors: input drift, retrieval recall decay and
 popularity concentration, with alert rules that feed the retraining policy.
 
-Introduced in ``casestudies/recommender/index.md`` (step 7, "Monitoring and
-retraining"; panel B's "monitoring: feature drift, retrieval recall, ...,
-catalogue coverage, popularity share"). A :class:`FeedMonitor` watches a
-release serving the world through a
+Introduced in ``casestudies/recommender/08_monitoring_and_retraining.ipynb`` (step 7,
+"Monitoring and retraining"; panel B's "monitoring: feature drift, retrieval recall,
+..., catalogue coverage, popularity share"). A :class:`FeedMonitor` watches a release
+serving the world through a
 :class:`~mlsd_lib.recsys.served_policy.ServedFeedPolicy`, one day at a time:
 :meth:`FeedMonitor.start_day` before the day is simulated (the world's truth
 as the day begins), :meth:`FeedMonitor.end_day` with the day's log. Each day's

@@ -1,11 +1,10 @@
 """Is a freshly built release one piece? The version stamps and contents, checked.
 
-Introduced in ``casestudies/recommender/index.md`` ("Two models, one
-version"; step 7, "retrain and re-index with a version-consistent swap"). A
-retrain replaces four things at once: the user tower, the item tower, the
-ranker and the index the item tower embedded. :func:`release_checks` reads a
-registered release back from disk, as a deployment would, and checks what
-must hold before it may serve:
+Introduced in ``casestudies/recommender/08_monitoring_and_retraining.ipynb`` ("Two
+models, one version"; step 7, "retrain and re-index with a version-consistent swap"). A
+retrain replaces four things at once: the user tower, the item tower, the ranker and the
+index the item tower embedded. :func:`release_checks` reads a registered release back
+from disk, as a deployment would, and checks what must hold before it may serve:
 
 * ``one version``: the three models carry the same registry version;
 * ``index stamp``: the saved index records the user tower's served name

@@ -1,10 +1,10 @@
 """Swap the release a running feed serves: towers, ranker and index at once.
 
-Introduced in ``casestudies/recommender/index.md`` (step 7, "retrain and
-re-index with a version-consistent swap"). A new release may only go live
-whole: a user tower from the new run querying the old index (or the reverse)
-answers with confident nonsense. :func:`swap_release` does it in the order
-that keeps every request whole and none failing:
+Introduced in ``casestudies/recommender/08_monitoring_and_retraining.ipynb`` (step 7,
+"retrain and re-index with a version-consistent swap"). A new release may only go live
+whole: a user tower from the new run querying the old index (or the reverse) answers
+with confident nonsense. :func:`swap_release` does it in the order that keeps every
+request whole and none failing:
 
 1. **load** the release beside the one serving
    (:func:`~mlsd_lib.recsys.serving.deploy_release`): the index is read and

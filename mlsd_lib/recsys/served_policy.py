@@ -1,10 +1,10 @@
 """The world's users served by a deployed release: the feed, batched, as a policy.
 
-Introduced in ``casestudies/recommender/index.md`` (step 7, "Monitoring and
-retraining"). Monitoring a recommender means watching what the *served*
-release does to the users it serves: its recall on what they go on to play,
-the share of impressions its feeds give the most popular items, what the
-launched titles get. In the world that needs a policy that is the release:
+Introduced in ``casestudies/recommender/08_monitoring_and_retraining.ipynb`` (step 7,
+"Monitoring and retraining"). Monitoring a recommender means watching what the *served*
+release does to the users it serves: its recall on what they go on to play, the share of
+impressions its feeds give the most popular items, what the launched titles get. In the
+world that needs a policy that is the release:
 :class:`ServedFeedPolicy` answers the world's hourly batches of feed requests
 with the :class:`~mlsd_lib.recsys.feed.FeedModels` that
 :func:`~mlsd_lib.recsys.serving.deploy_release` loaded (the same user tower,
