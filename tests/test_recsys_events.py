@@ -40,11 +40,16 @@ from mlsd_lib.recsys.events import (
     write_event_log,
 )
 from mlsd_lib.recsys.training_rows import (
+    ITEM_STATS_DAYS,
     RANKING_DENSE,
+    RANKING_SIGNALS,
     TrainingRowsError,
     check_point_in_time,
+    item_engaged_rate,
+    item_window_counts,
     ranking_examples,
     retrieval_examples,
+    served_ranking_examples,
     states_at_end,
     states_at_requests,
 )
@@ -374,6 +379,75 @@ def test_ranking_examples_hold_the_served_state_against_each_candidate(
         ranking_examples(
             log, states_at_requests(log.subset(first_day), events, FOLD), items
         )
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int = 8) -> np.ndarray:
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_served_ranking_rows_add_the_pair_score_and_the_past_engaged_rate(
+    world, log, events
+):
+    states = states_at_requests(log, events, FOLD)
+    items = world.item_features()
+    rng = np.random.default_rng(3)
+    users, vectors = unit_rows(rng, len(states)), unit_rows(rng, log.n_items)
+    data = served_ranking_examples(
+        log, states, items, past_log=log, user_embeddings=users,
+        item_embeddings=vectors,
+    )  # fmt: skip
+    base = ranking_examples(log, states, items)
+    width = len(RANKING_DENSE)
+    assert data.features.dense.shape == (len(log), width + len(RANKING_SIGNALS))
+    np.testing.assert_array_equal(data.features.dense[:, :width], base.features.dense)
+    np.testing.assert_array_equal(data.engaged, base.engaged)
+    signals = pd.DataFrame(data.features.dense[:, width:], columns=RANKING_SIGNALS)
+    rows = states.rows_of(log.request_id)
+    pair = (users[rows] * vectors[log.item]).sum(axis=1)
+    np.testing.assert_allclose(signals["retrieval_score"], pair, atol=1e-6)
+    day = np.floor(log.time / DAY).astype(int)
+    for d in (0, 1, 2):
+        shown, played = item_window_counts(log, d)
+        on_day = day == d
+        expected = item_engaged_rate(shown[log.item[on_day]], played[log.item[on_day]])
+        np.testing.assert_allclose(signals["item_engaged_rate"][on_day], expected)
+    # Day 0 has no past: every item gets the prior; later days spread it.
+    assert signals["item_engaged_rate"][day == 0].nunique() == 1
+    assert signals["item_engaged_rate"][day == 2].nunique() > 100
+    with pytest.raises(TrainingRowsError, match="one vector per request"):
+        served_ranking_examples(
+            log, states, items, past_log=log, user_embeddings=users[:-1],
+            item_embeddings=vectors,
+        )  # fmt: skip
+
+
+def test_the_item_statistics_use_only_the_days_before_the_row(world, log, events):
+    """The leakage test for the item side: a row's engaged rate is unchanged when
+    everything from the start of its day on is deleted, and does change when
+    the day before is deleted too (the test can fail)."""
+    states = states_at_requests(log, events, FOLD)
+    items = world.item_features()
+    rng = np.random.default_rng(4)
+    users, vectors = unit_rows(rng, len(states)), unit_rows(rng, log.n_items)
+
+    def rates(past: RecsysLog) -> np.ndarray:
+        data = served_ranking_examples(
+            log, states, items, past_log=past, user_embeddings=users,
+            item_embeddings=vectors,
+        )  # fmt: skip
+        return data.features.dense[:, -1]
+
+    full = rates(log)
+    day = np.floor(log.time / DAY)
+    for d in (1, 2):
+        cut = rates(log.subset(log.time < d * DAY))
+        np.testing.assert_array_equal(cut[day <= d], full[day <= d])
+        too_early = rates(log.subset(log.time < (d - 1) * DAY))
+        assert (too_early[day == d] != full[day == d]).mean() > 0.5
+    # A week's window: a day older than ITEM_STATS_DAYS no longer counts.
+    shown, _ = item_window_counts(log, ITEM_STATS_DAYS + 1)
+    assert shown.sum() == (log.time >= DAY).sum()
 
 
 def test_a_leaky_history_inflates_offline_recall(world, log, events):

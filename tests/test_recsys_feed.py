@@ -38,14 +38,20 @@ from mlsd_lib.recsys.feed import (
     FeedDeployError,
 )
 from mlsd_lib.recsys.feed_catalogue import FeedCatalogue
-from mlsd_lib.recsys.feed_features import ItemTable, ranker_inputs
+from mlsd_lib.recsys.feed_features import (
+    RANKER_DENSE,
+    FeedFeatureError,
+    ItemTable,
+    ranker_inputs,
+)
+from mlsd_lib.recsys.feed_tables import build_feed_tables
 from mlsd_lib.recsys.serving import (
     ReleaseError,
     deploy_release,
     register_release,
     staged_release,
 )
-from mlsd_lib.recsys.training_rows import ranking_examples, states_at_requests
+from mlsd_lib.recsys.training_rows import served_ranking_examples, states_at_requests
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.registry import ModelRegistry
 from mlsd_lib.worlds.recsys import RecsysWorld
@@ -92,28 +98,61 @@ def day():
 
 
 def test_the_served_ranker_features_are_the_training_rows(day):
+    """The same request's ranker features, built by the training rows and by the
+    feed (catalogue, daily tables, the candidates' two-tower scores), are equal."""
     world, log, states = day
     items = world.item_features()
-    training = ranking_examples(log, states, items)
-    table = ItemTable(
-        genre=world.items.genre, series=world.items.series, kind=world.items.kind,
-        duration=world.items.duration, launch_day=world.items.launch_day,
+    rng = np.random.default_rng(5)
+    users = rng.normal(size=(len(states), 8)).astype(np.float32)
+    vectors = rng.normal(size=(world.n_items, 8)).astype(np.float32)
+    users /= np.linalg.norm(users, axis=1, keepdims=True)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    training = served_ranking_examples(
+        log, states, items, past_log=log, user_embeddings=users,
+        item_embeddings=vectors,
     )  # fmt: skip
+    catalogue = FeedCatalogue.from_item_features(items, vectors)
+    tables = {
+        d: build_feed_tables(
+            log, catalogue, world.users.region, now=d * 86_400.0,
+            n_maturity=world.config.n_maturity,
+        )
+        for d in (0, 1)
+    }  # fmt: skip
     requests = np.unique(log.request_id)[::97]
     assert len(requests) >= 20
+    days = set()
     for request in requests:
         rows = np.flatnonzero(log.request_id == request)
         state = int(states.rows_of(np.array([request]))[0])
+        world_now = float(log.time[rows[0]])
+        table = tables[int(world_now // 86_400)]
+        days.add(table.day)
+        candidates = log.item[rows]
         served = ranker_inputs(
-            states.histories, state, log.item[rows], table,
-            now=float(states.time[state]), world_now=float(log.time[rows[0]]),
+            states.histories, state, candidates, catalogue.items,
+            now=float(states.time[state]), world_now=world_now,
+            retrieval_score=(
+                catalogue.embeddings[candidates] @ users[state]
+            ).astype(np.float64),
+            item_impressions=table.item_impressions,
+            item_engaged=table.item_engaged,
         )  # fmt: skip
+        assert served["dense"].shape[1] == len(RANKER_DENSE)
         np.testing.assert_allclose(
-            served["dense"], training.features.dense[rows], rtol=1e-6
+            served["dense"], training.features.dense[rows], rtol=1e-6, atol=1e-6
         )
         np.testing.assert_array_equal(
             served["categorical"], training.features.categorical[rows]
         )
+    assert days == {0, 1}
+    with pytest.raises(FeedFeatureError, match="one two-tower score per candidate"):
+        ranker_inputs(
+            states.histories, 0, log.item[:3], catalogue.items, now=0.0,
+            world_now=0.0, retrieval_score=np.zeros(2),
+            item_impressions=tables[0].item_impressions,
+            item_engaged=tables[0].item_engaged,
+        )  # fmt: skip
 
 
 def test_continue_watching_proposes_the_next_unplayed_episodes():
@@ -185,6 +224,9 @@ def test_each_item_carries_its_source_and_its_models_scores(release, client, mod
     inputs = ranker_inputs(
         histories, 0, result.items[ranked], models.catalogue.items,
         release.now, release.world_now,
+        retrieval_score=result.retrieval_score[ranked],
+        item_impressions=release.tables.item_impressions,
+        item_engaged=release.tables.item_engaged,
     )  # fmt: skip
     ranker = torch.jit.load(str(release.release.ranker.artifact))
     with torch.inference_mode():

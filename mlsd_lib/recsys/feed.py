@@ -16,8 +16,8 @@ each dependency call bounded by a timeout
    (:func:`~mlsd_lib.serving.gateway.candidates.merge_candidates`), each
    candidate tagged with its source, and every candidate's two-tower score;
 4. ``ranker`` (50 ms): the ranker on the model server over all the candidates,
-   item features from the in-memory catalogue; ``final = p_play x
-   e_minutes``;
+   item features from the in-memory catalogue and tables, each candidate's
+   two-tower score among them; ``final = p_play x e_minutes``;
 5. ``rerank`` (10 ms): filters (already watched, region, maturity, launched;
    a :class:`~mlsd_lib.reranking.filters.FilterReport`), the diversity
    re-ranker (at most 3 per series, at least 4 genres), one exploration slot
@@ -354,12 +354,22 @@ class FeedPipeline:
         return merged, retrieval.astype(np.float64)
 
     def ranker_inputs(
-        self, models: FeedModels, histories: Histories, items: np.ndarray, now: float
+        self,
+        models: FeedModels,
+        histories: Histories,
+        items: np.ndarray,
+        now: float,
+        retrieval_score: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        """Stage 4's inputs: the ranker's features of every candidate."""
+        """Stage 4's inputs: the ranker's features of every candidate, its
+        two-tower score (``retrieval_score``, aligned with ``items``) among
+        them, the item statistics from the tables."""
         return ranker_inputs(
-            histories, 0, items, models.catalogue.items, now, now - self.world_epoch
-        )
+            histories, 0, items, models.catalogue.items, now, now - self.world_epoch,
+            retrieval_score=retrieval_score,
+            item_impressions=self.tables.item_impressions,
+            item_engaged=self.tables.item_engaged,
+        )  # fmt: skip
 
     def rerank(
         self,
@@ -518,7 +528,9 @@ class FeedPipeline:
                 merged, retrieval = self.candidates(models, user, history, embedding)
                 counts = merged.credited()
             with clock.stage("ranker"):
-                features = self.ranker_inputs(models, histories, merged.items, now)
+                features = self.ranker_inputs(
+                    models, histories, merged.items, now, retrieval
+                )
                 heads = await self.pools.call(
                     "models",
                     s.model_timeout_s,

@@ -71,7 +71,9 @@ class FeedBundle:
 
 def _tables_arrays(tables: FeedTables) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {
-        "meta": np.array([tables.day, tables.n_maturity], np.int64)
+        "meta": np.array([tables.day, tables.n_maturity], np.int64),
+        "item_impressions": tables.item_impressions,
+        "item_engaged": tables.item_engaged,
     }
     for r, (items, plays) in enumerate(
         zip(tables.trending, tables.trending_plays, strict=True)
@@ -103,6 +105,8 @@ def _tables_from(arrays: dict[str, np.ndarray]) -> FeedTables:
             )
             for c in range(n_cells)
         ),
+        item_impressions=arrays["item_impressions"],
+        item_engaged=arrays["item_engaged"],
     )
 
 

@@ -14,9 +14,11 @@ From these:
   user tower's three tensors;
 * :func:`ranker_inputs`: one row per candidate, the ranker's training
   features (:data:`RANKER_DENSE`, :data:`RANKER_CATEGORICAL`), computed exactly
-  as :func:`~mlsd_lib.recsys.training_rows.ranking_examples` computes them
-  offline from the same fold state, so the served ranker sees what it was
-  trained on (a test compares the two row for row).
+  as :func:`~mlsd_lib.recsys.training_rows.served_ranking_examples` computes
+  them offline from the same fold state, so the served ranker sees what it was
+  trained on (a test compares the two row for row). The candidate's two-tower
+  score comes from the retrieval stage (every candidate gets one, whichever
+  source proposed it), its engaged rate from the feed's daily tables.
 
 :func:`user_tower_schema` and :func:`ranker_schema` are the registered input
 schemas (``"<tensor>:<column>"`` entries, see
@@ -32,7 +34,12 @@ import numpy as np
 
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.features.histories import NO_ITEM_PAD, Histories
-from mlsd_lib.recsys.training_rows import RANKING_CATEGORICAL, RANKING_DENSE
+from mlsd_lib.recsys.training_rows import (
+    RANKING_CATEGORICAL,
+    RANKING_DENSE,
+    RANKING_SIGNALS,
+    item_engaged_rate,
+)
 from mlsd_lib.worlds.recsys_truth import SECONDS_PER_DAY
 
 __all__ = [
@@ -55,8 +62,9 @@ COUNT_NAMES = ("sessions_1d", "sessions_7d", "engaged_plays_1d", "engaged_plays_
 USER_DENSE = tuple(f"log_{name}" for name in COUNT_NAMES)
 #: The user tower's categorical columns, from the request.
 USER_CATEGORICAL = ("region", "maturity_limit")
-#: The ranker's dense columns: the training rows' (one definition, two callers).
-RANKER_DENSE = RANKING_DENSE
+#: The ranker's dense columns: the training rows' (one definition, two callers),
+#: then the served ranker's signals (two-tower score, item engaged rate).
+RANKER_DENSE = RANKING_DENSE + RANKING_SIGNALS
 #: The ranker's categorical columns: the training rows' too.
 RANKER_CATEGORICAL = RANKING_CATEGORICAL
 #: "Hours since the last engaged play" of a user who has none (as in training).
@@ -132,11 +140,20 @@ def ranker_inputs(
     items: ItemTable,
     now: float,
     world_now: float,
+    *,
+    retrieval_score: np.ndarray,
+    item_impressions: np.ndarray,
+    item_engaged: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """The ranker's ``dense`` (n, 11) float32 and ``categorical`` (n, 2) int64
+    """The ranker's ``dense`` (n, 13) float32 and ``categorical`` (n, 2) int64
     for user ``row``'s candidates, as of ``now`` (seconds since the epoch, the
     history's clock) and ``world_now`` (the same moment in world seconds, for
     an item's age in days).
+
+    ``retrieval_score`` is each candidate's two-tower score u.v (aligned with
+    ``candidates``); ``item_impressions`` and ``item_engaged`` are every item
+    id's counts over the days before
+    (:attr:`~mlsd_lib.recsys.feed_tables.FeedTables.item_impressions`).
 
     Same formulas as the training rows: the candidate's genre share of all the
     user's engaged plays, how many of the last 50 are of its series, whether
@@ -146,6 +163,19 @@ def ranker_inputs(
     """
     _one_row(histories, row)
     item = np.asarray(candidates, dtype=np.int64)
+    retrieval_score = np.asarray(retrieval_score, dtype=np.float64)
+    if retrieval_score.shape != item.shape:
+        raise FeedFeatureError(
+            f"retrieval_score has shape {retrieval_score.shape} for "
+            f"{len(item)} candidates: one two-tower score per candidate."
+        )
+    if len(item_impressions) != len(items) or len(item_engaged) != len(items):
+        raise FeedFeatureError(
+            f"item_impressions ({len(item_impressions)}) and item_engaged "
+            f"({len(item_engaged)}) must hold one count per item id "
+            f"({len(items)}): pass the feed tables' counts."
+        )
+    rate = item_engaged_rate(item_impressions[item], item_engaged[item])
     history = histories.items[row]
     present = history != NO_ITEM_PAD
     genre = items.genre[item].astype(np.int64)
@@ -175,6 +205,8 @@ def ranker_inputs(
         "history_size": np.full(n, int(present.sum())),
         "log_duration": np.log(items.duration[item].astype(np.float64)),
         "age_days": age,
+        "retrieval_score": retrieval_score,
+        "item_engaged_rate": rate,
     }
     dense = np.column_stack([columns[name] for name in RANKER_DENSE])
     categorical = np.column_stack([genre, items.kind[item].astype(np.int64)])

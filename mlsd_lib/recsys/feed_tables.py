@@ -20,6 +20,11 @@ minutes) and held in memory by the gateway; a request only indexes them.
   see, launched within ``new_item_days``, with their impressions and engaged
   plays so far (the Beta posterior of
   :mod:`~mlsd_lib.reranking.exploration` is made of these two counts).
+* **item statistics**: every item's impressions and engaged plays over the
+  :data:`~mlsd_lib.recsys.training_rows.ITEM_STATS_DAYS` whole days before
+  the tables' day, the ranker's item features
+  (:func:`~mlsd_lib.recsys.training_rows.item_window_counts`, the definition
+  its training rows use).
 
 Vectorized: one :func:`numpy.bincount` over (region, item) for the counts, one
 sort per cell.
@@ -33,6 +38,7 @@ import numpy as np
 
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.recsys.feed_catalogue import FeedCatalogue
+from mlsd_lib.recsys.training_rows import item_window_counts
 from mlsd_lib.worlds.recsys_log import RecsysLog
 from mlsd_lib.worlds.recsys_truth import SECONDS_PER_DAY
 
@@ -59,7 +65,9 @@ class FeedTables:
     ``trending[r]`` / ``trending_plays[r]``: region ``r``'s trending items,
     best first, and their engaged plays; ``popular[c]``: cell ``c``'s degraded
     feed, best first; ``pools[c]``: its exploration pool. A cell is
-    ``region * n_maturity + maturity_limit``.
+    ``region * n_maturity + maturity_limit``. ``item_impressions[i]`` and
+    ``item_engaged[i]``: item ``i``'s counts over the whole days before ``day``
+    that the ranker's item statistics read.
     """
 
     day: int
@@ -68,6 +76,8 @@ class FeedTables:
     trending_plays: tuple[np.ndarray, ...]
     popular: tuple[np.ndarray, ...]
     pools: tuple[ExplorationPool, ...]
+    item_impressions: np.ndarray
+    item_engaged: np.ndarray
 
     def cell(self, region: int, maturity_limit: int) -> int:
         """The cell of a user in ``region`` with ``maturity_limit``."""
@@ -145,6 +155,7 @@ def build_feed_tables(
             newest = fresh[np.lexsort((fresh, -catalogue.items.launch_day[fresh]))]
             newest = newest[:pool_size].astype(np.int64)
             pools.append(ExplorationPool(newest, impressions[newest], engaged[newest]))
+    item_impressions, item_engaged = item_window_counts(log, day)
     return FeedTables(
         day=day,
         n_maturity=n_maturity,
@@ -152,4 +163,6 @@ def build_feed_tables(
         trending_plays=tuple(trending_plays),
         popular=tuple(popular),
         pools=tuple(pools),
+        item_impressions=item_impressions,
+        item_engaged=item_engaged,
     )

@@ -16,7 +16,10 @@ under one version, within budget. :func:`build_quick_release` does, from a
    counts and the profile (:mod:`~mlsd_lib.recsys.feed_features`), the item
    tower the description embedding, log duration, genre and kind;
 3. train the two-headed ranker on every impression
-   (:func:`~mlsd_lib.recsys.training_rows.ranking_examples`);
+   (:func:`~mlsd_lib.recsys.training_rows.served_ranking_examples`: the
+   point-in-time features, the pair's two-tower score from the towers just
+   trained, the user's vector computed from the history as of the request,
+   and the item's engaged rate and impressions over the days before);
 4. export the three served modules (user tower, item tower,
    :class:`~mlsd_lib.models.ranker.RankerScorer`) to TorchScript with the
    parity check on real rows, embed the catalogue, build an HNSW index over
@@ -57,7 +60,7 @@ from mlsd_lib.index.ann import AnnIndex
 from mlsd_lib.index.spec import IndexSpec
 from mlsd_lib.index.threads import faiss_threads
 from mlsd_lib.models.ranker import RankerScorer, TwoHeadRanker, train_ranker
-from mlsd_lib.models.training import TrainingConfig
+from mlsd_lib.models.training import TrainingConfig, torch_threads
 from mlsd_lib.models.two_tower import TwoTower, embed_items, train_two_tower
 from mlsd_lib.models.two_tower_data import EntityFeatures, TwoTowerData
 from mlsd_lib.recsys.events import RECSYS_EPOCH, interaction_log, publish_events
@@ -72,8 +75,9 @@ from mlsd_lib.recsys.serving import (
     register_release,
 )
 from mlsd_lib.recsys.training_rows import (
-    ranking_examples,
+    RequestStates,
     retrieval_examples,
+    served_ranking_examples,
     states_at_requests,
 )
 from mlsd_lib.serving.export import export_model
@@ -89,6 +93,7 @@ __all__ = [
     "build_quick_release",
     "item_tower_features",
     "release_from_log",
+    "request_user_embeddings",
 ]
 
 #: The two-tower's training: a few epochs of small batches, one torch thread.
@@ -219,6 +224,33 @@ def _retrieval_data(world: RecsysWorld, log: RecsysLog, states, items) -> TwoTow
     return dataclasses.replace(data, user_dense=counts.astype(np.float32))
 
 
+@torch.no_grad()
+def request_user_embeddings(
+    two_tower: TwoTower, world: RecsysWorld, states: RequestStates, history_len: int
+) -> np.ndarray:
+    """The user tower's vector of every request of ``states``: its history,
+    log1p counts and profile as of the request, the user tower's served inputs
+    (:func:`~mlsd_lib.recsys.feed_features.user_tower_inputs`)."""
+    users = world.users
+    history = torch.as_tensor(states.histories.items[:, :history_len].astype(np.int64))
+    dense = torch.as_tensor(np.log1p(states.histories.counts.astype(np.float32)))
+    categorical = torch.as_tensor(
+        np.column_stack(
+            [users.region[states.user], users.maturity_limit[states.user]]
+        ).astype(np.int64)
+    )
+    tower = two_tower.user_tower.eval()
+    with torch_threads(1):
+        parts = [
+            tower(history[lo : lo + 8192], dense[lo : lo + 8192],
+                  categorical[lo : lo + 8192])
+            for lo in range(0, len(history), 8192)
+        ]  # fmt: skip
+    if not parts:
+        return np.zeros((0, two_tower.user_tower.dim), np.float32)
+    return torch.cat(parts).numpy().astype(np.float32)
+
+
 def _samples(inputs: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, ...]]:
     """Real rows at batch sizes 1, 8 and 37 (random ids could leave a table)."""
     return [tuple(t[:size] for t in inputs) for size in (1, 8, 37)]
@@ -311,7 +343,15 @@ def release_from_log(
         log_q="exact",
         recall_k=100,
     )
-    ranker_data = ranking_examples(window, states, item_features)
+    two_tower.eval()
+    embeddings = embed_items(two_tower, items, num_threads=1)
+    ranker_data = served_ranking_examples(
+        window, states, item_features, past_log=log,
+        user_embeddings=request_user_embeddings(
+            two_tower, world, states, data.history_len
+        ),
+        item_embeddings=embeddings,
+    )  # fmt: skip
     ranker = TwoHeadRanker.from_data(ranker_data, seed=seed)
     train_ranker(
         ranker, ranker_data, None, dataclasses.replace(ranker_training, seed=seed)
@@ -348,7 +388,6 @@ def release_from_log(
         sample_inputs=_samples(ranker_inputs),
     ).path  # fmt: skip
 
-    embeddings = embed_items(two_tower, items, num_threads=1)
     launched = np.flatnonzero(world.items.launch_day <= days)
     index = AnnIndex(INDEX_SPEC, embeddings.shape[1])
     with faiss_threads(1):  # one thread: the same graph on every run

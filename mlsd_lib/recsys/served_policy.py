@@ -32,10 +32,11 @@ Per batch, as :class:`~mlsd_lib.recsys.feed.FeedPipeline` does per request:
    ``explore_position``: an item drawn uniformly from the cell's pool of new
    items (launched within ``new_item_days``), its exact propensity logged.
 
-Why the two-tower score by default: the quick release's ranker, trained for
-two epochs on a week, ranks worse than the retrieval score in this world (it
-sees the user only through genre shares and activity counts), and a chapter
-about monitoring retrieval is clearer when the feed is the retrieval. What it
+Why the two-tower score by default: a chapter about monitoring retrieval is
+clearer when the feed is the retrieval. The ranker reads the two-tower score as
+one of its features (with the item's recent engaged rate and impressions), so
+``rank_by="ranker"`` reorders retrieval's candidates rather than replacing its
+personalisation. What it
 leaves out of the gateway's pipeline, to stay fast enough for days of traffic
 in seconds: the diversity re-ranker, continue-watching and Thompson sampling
 (the exploration slot is uniform, so its propensity is exact without Monte
@@ -307,11 +308,12 @@ class ServedFeedPolicy:
         ).astype(np.int8)
         watched = (candidates[:, :, None] == histories.items[:, None, :]).any(axis=2)
         keep = self.visible(users, candidates, day) & ~watched & _first_copy(candidates)
+        vectors = models.catalogue.embeddings[np.maximum(candidates, 0)]
+        score = np.einsum("bcd,bd->bc", vectors, embedding).astype(np.float64)
         if s.rank_by == "ranker":
-            score = self._ranker_scores(models, histories, request, candidates, keep)
-        else:
-            vectors = models.catalogue.embeddings[np.maximum(candidates, 0)]
-            score = np.einsum("bcd,bd->bc", vectors, embedding).astype(np.float64)
+            score = self._ranker_scores(
+                models, histories, request, candidates, keep, score, tables
+            )
         return candidates, source, np.where(keep, score, -np.inf), histories
 
     def _ranker_scores(
@@ -321,8 +323,11 @@ class ServedFeedPolicy:
         request: FeedRequest,
         candidates: np.ndarray,
         keep: np.ndarray,
+        retrieval: np.ndarray,
+        tables: FeedTables,
     ) -> np.ndarray:
-        """The ranker's ``p_play x e_minutes`` of every kept candidate."""
+        """The ranker's ``p_play x e_minutes`` of every kept candidate
+        (``retrieval``: their two-tower scores, one of its features)."""
         rows_of, item_of = np.nonzero(keep)
         dense, categorical = [], []
         for b in range(len(candidates)):
@@ -330,6 +335,9 @@ class ServedFeedPolicy:
             inputs = ranker_inputs(
                 histories, b, candidates[b, keep[b]], models.catalogue.items,
                 now=float(epoch_seconds(now)), world_now=now,
+                retrieval_score=retrieval[b, keep[b]],
+                item_impressions=tables.item_impressions,
+                item_engaged=tables.item_engaged,
             )  # fmt: skip
             dense.append(inputs["dense"])
             categorical.append(inputs["categorical"])

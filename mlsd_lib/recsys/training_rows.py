@@ -21,6 +21,12 @@ log through the real processor and finds them equal.
   impression log alone.
 * :func:`ranking_examples`: one ranker row per impression with user, item and
   cross features (:data:`RANKING_DENSE`), the position and the two labels.
+* :func:`served_ranking_examples`: the same rows with the signals the served
+  ranker needs besides (:data:`RANKING_SIGNALS`): the request's two-tower score
+  of the candidate (the user tower on the history as of the request, the item
+  tower of the same release) and the item's engaged rate over the
+  :data:`ITEM_STATS_DAYS` whole days before the request's day
+  (:func:`item_window_counts`, the one definition the feed's tables use too).
 * :func:`states_at_end`: the leak, kept to measure it. Every request sees the
   user as they are at the end of the log ("the latest value"), which includes
   the very play a row is labelled with.
@@ -47,14 +53,19 @@ from mlsd_lib.worlds.recsys_log import RecsysLog
 from mlsd_lib.worlds.recsys_truth import ITEM_KINDS, SECONDS_PER_DAY
 
 __all__ = [
+    "ITEM_STATS_DAYS",
     "RANKING_CATEGORICAL",
     "RANKING_DENSE",
+    "RANKING_SIGNALS",
     "LeakageReport",
     "RequestStates",
     "TrainingRowsError",
     "check_point_in_time",
+    "item_engaged_rate",
+    "item_window_counts",
     "ranking_examples",
     "retrieval_examples",
+    "served_ranking_examples",
     "states_at_end",
     "states_at_requests",
 ]
@@ -79,6 +90,20 @@ RANKING_DENSE = (
 )
 #: The ranker's categorical features: the item's genre and kind.
 RANKING_CATEGORICAL = ("genre", "kind")
+#: What the served ranker reads besides :data:`RANKING_DENSE`, in column order:
+#: the two-tower score u.v of the pair (the only personalised item signal: the
+#: features above see a title only through its genre, series, kind, duration
+#: and age), and the item's smoothed engaged rate over the
+#: :data:`ITEM_STATS_DAYS` whole days before the request's day. (Its impression
+#: count is left out: it measures the feed that showed the item more than the
+#: item, and it pushed the served feed towards the same titles for everyone.)
+RANKING_SIGNALS = ("retrieval_score", "item_engaged_rate")
+#: Whole days of log the item statistics count (the day of the request excluded:
+#: the feed's tables are computed once a day, before it).
+ITEM_STATS_DAYS = 7
+#: The engaged rate's prior: ``(engaged + RATE * N) / (impressions + N)``, so
+#: that a title shown 3 times with 1 play does not outrank a proven one.
+_PRIOR_RATE, _PRIOR_IMPRESSIONS = 0.03, 50.0
 #: "Hours since the last engaged play" of a user who has none: 30 days.
 _NO_PLAY_HOURS = 30 * 24.0
 #: Impressions whose histories are compared with their item at once.
@@ -286,6 +311,106 @@ def ranking_examples(
         log.engaged.astype(bool),
         log.minutes.astype(np.float32),
     )
+
+
+def item_window_counts(
+    log: RecsysLog, day: int, days: int = ITEM_STATS_DAYS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Impressions and engaged plays of every item id over world days
+    ``day - days`` to ``day - 1``: what the feed's tables hold as of the start
+    of ``day`` (:func:`~mlsd_lib.recsys.feed_tables.build_feed_tables`)."""
+    row_day = np.floor(log.time / SECONDS_PER_DAY)
+    rows = (row_day >= day - days) & (row_day < day)
+    impressions = np.bincount(log.item[rows], minlength=log.n_items)
+    engaged = np.bincount(log.item[rows & log.engaged], minlength=log.n_items)
+    return impressions.astype(np.int64), engaged.astype(np.int64)
+
+
+def item_engaged_rate(impressions: np.ndarray, engaged: np.ndarray) -> np.ndarray:
+    """``item_engaged_rate`` from the window's counts, shrunk towards a prior
+    (the formula training and serving share)."""
+    impressions = np.asarray(impressions, dtype=np.float64)
+    engaged = np.asarray(engaged, dtype=np.float64)
+    return (engaged + _PRIOR_RATE * _PRIOR_IMPRESSIONS) / (
+        impressions + _PRIOR_IMPRESSIONS
+    )
+
+
+def _counts_before_each_day(
+    log: RecsysLog, days: int, last_day: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(last_day + 1, n_items)`` impressions and engaged plays: row ``d`` holds
+    item_window_counts(log, d, days) for every day d, from one bincount."""
+    n_items = log.n_items
+    row_day = np.floor(log.time / SECONDS_PER_DAY).astype(np.int64)
+    inside = row_day <= last_day
+    key = row_day[inside] * n_items + log.item[inside]
+    size = (last_day + 1) * n_items
+    shown = np.bincount(key, minlength=size).reshape(last_day + 1, n_items)
+    played = np.bincount(key[log.engaged[inside]], minlength=size)
+    played = played.reshape(last_day + 1, n_items)
+    out = []
+    for per_day in (shown, played):
+        before = np.zeros((last_day + 2, n_items), dtype=np.int64)
+        np.cumsum(per_day, axis=0, out=before[1:])  # before[d]: days < d
+        d = np.arange(last_day + 1)
+        out.append(before[d] - before[np.maximum(d - days, 0)])
+    return out[0], out[1]
+
+
+def served_ranking_examples(
+    log: RecsysLog,
+    states: RequestStates,
+    items: pd.DataFrame,
+    *,
+    past_log: RecsysLog,
+    user_embeddings: np.ndarray,
+    item_embeddings: np.ndarray,
+) -> RankerData:
+    """:func:`ranking_examples` with :data:`RANKING_SIGNALS` appended: the rows
+    the served ranker trains on.
+
+    ``user_embeddings[r]`` is the user tower's vector for request row ``r`` of
+    ``states`` (its history as of the request), ``item_embeddings`` the same
+    release's item tower over the catalogue: ``retrieval_score`` is their
+    inner product, as the feed computes it for every candidate.
+    ``past_log`` holds the days before (and may hold ``log`` itself): the
+    engaged rate of a row counts its item's impressions and engaged plays over
+    the :data:`ITEM_STATS_DAYS` whole days before the row's day, nothing later.
+    """
+    user_embeddings = np.asarray(user_embeddings, dtype=np.float32)
+    item_embeddings = np.asarray(item_embeddings, dtype=np.float32)
+    if (
+        len(user_embeddings) != len(states)
+        or len(item_embeddings) != log.n_items
+        or user_embeddings.shape[1:] != item_embeddings.shape[1:]
+    ):
+        raise TrainingRowsError(
+            f"user_embeddings {user_embeddings.shape} and item_embeddings "
+            f"{item_embeddings.shape} must be one vector per request of the states "
+            f"({len(states)}) and per item id ({log.n_items}), of one width."
+        )
+    if past_log.n_items != log.n_items:
+        raise TrainingRowsError(
+            f"past_log has {past_log.n_items} items, the log {log.n_items}: "
+            "pass the log of the same world."
+        )
+    base = ranking_examples(log, states, items)
+    rows = states.rows_of(log.request_id)
+    item = log.item
+    score = np.einsum(
+        "nd,nd->n", user_embeddings[rows], item_embeddings[item], dtype=np.float64
+    )
+    day = np.floor(log.time / SECONDS_PER_DAY).astype(np.int64)
+    last = int(day.max()) if len(day) else 0
+    shown, played = _counts_before_each_day(past_log, ITEM_STATS_DAYS, last)
+    rate = item_engaged_rate(shown[day, item], played[day, item])
+    signals = np.column_stack([score, rate]).astype(np.float32)
+    dense = np.concatenate([base.features.dense, signals], axis=1)
+    features = EntityFeatures(
+        dense, base.features.categorical, base.features.cardinalities
+    )
+    return RankerData(features, base.position, base.engaged, base.minutes)
 
 
 # --- the leakage test ---------------------------------------------------------------
