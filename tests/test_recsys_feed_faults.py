@@ -113,12 +113,23 @@ class FeedLoad:
         for thread in self._threads:
             thread.join(10)
 
-    def wait_for(self, count: int, timeout_s: float = 30.0) -> None:
+    def wait_for(
+        self, count: int, timeout_s: float = 30.0, *, sent_after: float | None = None
+    ) -> None:
+        """``count`` more answers; with ``sent_after``, ``count`` answers to
+        requests sent at or after that moment (a fast burst of requests already
+        in flight must not satisfy a wait meant for what follows a mark)."""
+
+        def done() -> int:
+            if sent_after is None:
+                return len(self.outcomes)
+            return len(self.since(sent_after))
+
         deadline = time.perf_counter() + timeout_s
-        target = len(self.outcomes) + count
-        while len(self.outcomes) < target and time.perf_counter() < deadline:
+        target = count if sent_after is not None else done() + count
+        while done() < target and time.perf_counter() < deadline:
             time.sleep(0.01)
-        assert len(self.outcomes) >= target, "the load stalled"
+        assert done() >= target, "the load stalled"
 
     def since(self, moment: float) -> list[Outcome]:
         return [o for o in self.outcomes if o.sent_at >= moment]
@@ -146,7 +157,7 @@ def test_killing_triton_under_load_degrades_every_feed_and_fails_none(
             before = load.since(warm_at)
             killed_at = time.perf_counter()
             os.kill(triton.server_pid, signal.SIGKILL)
-            load.wait_for(60)
+            load.wait_for(60, sent_after=killed_at + 0.05)
             after = load.since(killed_at + 0.05)
     finally:
         client.flushdb()
@@ -186,7 +197,7 @@ def test_killing_redis_under_load_degrades_then_recovers(release, tmp_path):
             server.start(port=server.port)
             release.load_histories(client)  # a restarted cache is refilled
             refilled_at = time.perf_counter()
-            load.wait_for(40)
+            load.wait_for(40, sent_after=refilled_at + 0.2)
             back = load.since(refilled_at + 0.2)
     finally:
         server.stop()
