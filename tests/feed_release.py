@@ -28,7 +28,9 @@ from mlsd_lib.features.stream_keys import history_key
 from mlsd_lib.models.training import TrainingConfig
 from mlsd_lib.recsys.feed import FeedModels, FeedPipeline, FeedResult, FeedUser
 from mlsd_lib.recsys.quick_release import QuickRelease, build_quick_release
+from mlsd_lib.recsys.serving import deploy_release
 from mlsd_lib.serving.gateway.budgets import DependencyPools
+from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.worlds.recsys_config import RecsysWorldConfig
 
 CONFIG = RecsysWorldConfig(n_users=1500, n_items=2000)
@@ -52,6 +54,16 @@ def shared_release() -> QuickRelease:
     folder = Path(tempfile.mkdtemp(prefix="mlsd-feed-tests-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return build(folder)
+
+
+def deployed_in_process(release: QuickRelease) -> FeedModels:
+    """``release`` loaded on a fresh in-process model server (no Triton)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit
+        return deploy_release(
+            release.registry, release.release, InProcessModelServer("test"),
+            release.item_features,
+        )  # fmt: skip
 
 
 def other_db(url: str, db: int = 7) -> str:

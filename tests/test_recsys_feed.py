@@ -11,7 +11,6 @@ the fault drills are ``test_recsys_feed_route.py`` and
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import redis
 import torch
 from feed_release import (
     active_users,
+    deployed_in_process,
     other_db,
     pipeline,
     serve,
@@ -79,12 +79,7 @@ def client(release, real_redis_url):
 
 @pytest.fixture(scope="module")
 def models(release):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return deploy_release(
-            release.registry, release.release, InProcessModelServer("test"),
-            release.item_features,
-        )  # fmt: skip
+    return deployed_in_process(release)
 
 
 # -- features: what serving computes is what training used ---------------------------

@@ -8,20 +8,17 @@ Redis holding the streamed histories.
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from feed_release import body, other_db, pipeline, shared_release
+from feed_release import body, deployed_in_process, other_db, pipeline, shared_release
 
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.features.views import FeatureRegistry
 from mlsd_lib.recsys.feed import FEED_STAGE_BUDGETS_MS
 from mlsd_lib.recsys.gateway import FeedService, add_feed_routes
-from mlsd_lib.recsys.serving import deploy_release
 from mlsd_lib.serving.gateway import GatewayConfig, create_app
-from mlsd_lib.serving.inprocess import InProcessModelServer
 
 pytestmark = pytest.mark.redis
 
@@ -46,12 +43,7 @@ def client(release, real_redis_url):
 
 @pytest.fixture(scope="module")
 def models(release):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return deploy_release(
-            release.registry, release.release, InProcessModelServer("test"),
-            release.item_features,
-        )  # fmt: skip
+    return deployed_in_process(release)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from feed_release import FAST, other_db, pipeline, shared_release
+from feed_release import FAST, deployed_in_process, other_db, pipeline, shared_release
 
 from mlsd_lib.evaluation.ranking import top_share
 from mlsd_lib.features.histories import Histories
@@ -191,12 +191,7 @@ def release():
 
 @pytest.fixture(scope="module")
 def models(release):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return deploy_release(
-            release.registry, release.release, InProcessModelServer("test"),
-            release.item_features,
-        )  # fmt: skip
+    return deployed_in_process(release)
 
 
 def served_policy(release, models, **settings) -> ServedFeedPolicy:
