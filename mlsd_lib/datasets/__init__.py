@@ -8,6 +8,9 @@ Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``.
 * :mod:`~mlsd_lib.datasets.criteo`: :func:`~mlsd_lib.datasets.criteo.read_criteo`,
   the Criteo display-advertising TSV format, and
   :func:`~mlsd_lib.datasets.criteo.write_criteo_sample`.
+* :mod:`~mlsd_lib.datasets.image_sets`:
+  :class:`~mlsd_lib.datasets.image_sets.ImageSet`, labelled images (product and
+  category per image), the shape every image embedder consumes.
 * :mod:`~mlsd_lib.datasets.interactions`:
   :class:`~mlsd_lib.datasets.interactions.Interactions`, the user-item event
   shape every recommender model consumes.
@@ -23,6 +26,7 @@ from mlsd_lib.datasets.criteo import (
     write_criteo_sample,
 )
 from mlsd_lib.datasets.ctr import CTRData, CTRDataError, hash_ids
+from mlsd_lib.datasets.image_sets import ImageSet, ImageSetError
 from mlsd_lib.datasets.interactions import Interactions, InteractionsError
 from mlsd_lib.datasets.movielens import (
     MovieLensFormatError,
@@ -39,6 +43,8 @@ __all__ = [
     "CTRData",
     "CTRDataError",
     "CriteoFormatError",
+    "ImageSet",
+    "ImageSetError",
     "Interactions",
     "InteractionsError",
     "MovieLensFormatError",
