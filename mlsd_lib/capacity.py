@@ -6,20 +6,36 @@ case study's "requirements and scale" step. An interviewer wants the chain of re
 number, so :func:`estimate` returns an :class:`Estimate`: rows of (quantity, formula as
 text, value), displayable as a pandas DataFrame.
 
+Traffic is given either per user (``daily_active_users`` x
+``requests_per_user_per_day``, the usual prompt) or as ``requests_per_day`` when the
+prompt counts requests and not users ("100 M visual queries a day").
+
+Three helpers serve every case study's estimate: :func:`replicas_needed` (servers
+for a measured throughput, planned below full utilization), :func:`integer_bytes`
+(the narrowest integer id for a count) and :func:`sensitivity` (how much each
+derived figure moves when one assumption doubles: the question an interviewer asks
+next).
+
 Conventions: a day has 86,400 s; sizes are decimal SI (1 GB = 10⁹ bytes), as
 capacity plans usually are; :func:`format_si` prints 1.2M, 3.4 GB/s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from mlsd_lib.errors import MlsdError
 
 SECONDS_PER_DAY = 86_400
+#: Share of peak capacity a fleet is planned to run at (room for a failed
+#: replica, and queues that stay short; they grow sharply as utilization nears 1).
+TARGET_UTILIZATION = 0.6
 _PREFIXES = ["", "k", "M", "G", "T", "P", "E"]
 
 
@@ -112,7 +128,9 @@ class Estimate:
 class Requirements:
     """The numbers a design starts from. Sizes in bytes; zero turns a row off.
 
-    * traffic: ``daily_active_users``, ``requests_per_user_per_day``,
+    * traffic: ``daily_active_users`` and ``requests_per_user_per_day``, or
+      ``requests_per_day`` alone (then ``requests_per_user_per_day`` stays
+      unset; ``daily_active_users`` may still be given for the feature store);
       ``peak_to_average`` (peak QPS / average QPS), ``candidates_per_request``
       (items scored per request: ads, videos, images);
     * online features: ``feature_entities`` (users + items kept online; defaults
@@ -126,8 +144,8 @@ class Requirements:
       embedding index.
     """
 
-    daily_active_users: float
-    requests_per_user_per_day: float
+    daily_active_users: float | None = None
+    requests_per_user_per_day: float | None = None
     peak_to_average: float = 3.0
     candidates_per_request: float = 1.0
     feature_entities: float | None = None
@@ -143,9 +161,14 @@ class Requirements:
     bytes_per_item: float = 0.0
     embedding_dim: int = 0
     bytes_per_embedding_value: float = 4.0
+    requests_per_day: float | None = None
 
     def __post_init__(self) -> None:
-        positive = ("daily_active_users", "requests_per_user_per_day")
+        positive = (
+            "daily_active_users",
+            "requests_per_user_per_day",
+            "requests_per_day",
+        )
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None:
@@ -172,6 +195,44 @@ class Requirements:
             raise CapacityInputError(
                 f"replication must be >= 1, got {self.replication}."
             )
+        self._check_traffic()
+
+    def _check_traffic(self) -> None:
+        if self.requests_per_day is None:
+            missing = [
+                name
+                for name in ("daily_active_users", "requests_per_user_per_day")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise CapacityInputError(
+                    f"traffic is missing ({', '.join(missing)}): give "
+                    "daily_active_users and requests_per_user_per_day, or "
+                    "requests_per_day."
+                )
+        elif self.requests_per_user_per_day is not None:
+            raise CapacityInputError(
+                "give requests_per_user_per_day or requests_per_day, not both: "
+                "requests per day would be defined twice."
+            )
+        if (
+            self.bytes_per_entity
+            and self.feature_entities is None
+            and self.daily_active_users is None
+        ):
+            raise CapacityInputError(
+                "bytes_per_entity needs feature_entities (the users or items kept "
+                "online): it defaults to daily_active_users, which is not given."
+            )
+
+    @property
+    def daily_requests(self) -> float:
+        """Requests per day, however the traffic was given."""
+        if self.requests_per_day is not None:
+            return self.requests_per_day
+        assert self.daily_active_users is not None  # checked in __post_init__
+        assert self.requests_per_user_per_day is not None
+        return self.daily_active_users * self.requests_per_user_per_day
 
 
 def estimate(req: Requirements) -> Estimate:
@@ -183,8 +244,10 @@ def estimate(req: Requirements) -> Estimate:
     e = Estimate()
     daily = e.add(
         "requests per day",
-        "daily_active_users × requests_per_user_per_day",
-        req.daily_active_users * req.requests_per_user_per_day,
+        "requests_per_day (given)"
+        if req.requests_per_day is not None
+        else "daily_active_users × requests_per_user_per_day",
+        req.daily_requests,
     )
     avg = e.add(
         "average QPS", "requests per day / 86,400 s", daily / SECONDS_PER_DAY, "QPS"
@@ -253,3 +316,104 @@ def estimate(req: Requirements) -> Estimate:
             "B",
         )
     return e
+
+
+def replicas_needed(
+    load_per_s: float,
+    capacity_per_replica_s: float,
+    target_utilization: float = TARGET_UTILIZATION,
+) -> int:
+    """Replicas (servers, cores, GPUs) to carry ``load_per_s`` when each one
+    sustains ``capacity_per_replica_s`` and is planned at ``target_utilization``.
+
+    ``ceil(load / (capacity x utilization))``, at least 1: planning at 60% of a
+    replica's *measured* throughput leaves room for a failed replica and for
+    queueing, which grows sharply as utilization nears 1.
+    """
+    for name, value in (
+        ("load_per_s", load_per_s),
+        ("capacity_per_replica_s", capacity_per_replica_s),
+    ):
+        if not math.isfinite(value):
+            raise CapacityInputError(f"{name} must be finite, got {value}.")
+    if load_per_s < 0:
+        raise CapacityInputError(f"load_per_s must be >= 0, got {load_per_s}.")
+    if capacity_per_replica_s <= 0:
+        raise CapacityInputError(
+            f"capacity_per_replica_s must be > 0 (a replica that serves nothing "
+            f"carries no load), got {capacity_per_replica_s}."
+        )
+    if not 0.0 < target_utilization <= 1.0:
+        raise CapacityInputError(
+            f"target_utilization must be in (0, 1], got {target_utilization}."
+        )
+    return max(1, math.ceil(load_per_s / (capacity_per_replica_s * target_utilization)))
+
+
+def integer_bytes(count: float) -> int:
+    """Bytes of the narrowest signed integer (1, 2, 4 or 8) that numbers
+    ``count`` ids ``0 .. count - 1``.
+
+    An image-to-product map over 50 M products needs int32 (``5 x 10^7 <
+    2^31``), half of int64: at 200 M images that is 0.8 GB instead of 1.6 GB.
+    """
+    if not math.isfinite(count) or count < 1:
+        raise CapacityInputError(f"count must be a finite number >= 1, got {count}.")
+    for size in (1, 2, 4, 8):
+        if count <= 2 ** (8 * size - 1):
+            return size
+    raise CapacityInputError(
+        f"{count:.3g} ids do not fit a signed 64-bit integer; use two ids."
+    )
+
+
+_Assumptions = TypeVar("_Assumptions")
+
+
+def sensitivity(
+    derive: Callable[[_Assumptions], Estimate],
+    base: _Assumptions,
+    fields_: Sequence[str],
+    quantities: Sequence[str],
+    factor: float = 2.0,
+) -> pd.DataFrame:
+    """How each of ``quantities`` moves when one assumption is scaled by ``factor``.
+
+    ``base`` is a dataclass of assumptions (:class:`Requirements`, or a case
+    study's own) and ``derive`` turns one into an :class:`Estimate`. For each
+    name in ``fields_`` the field is multiplied by ``factor`` (integer fields
+    are rounded), the estimate derived again, and each quantity divided by its
+    base value: 2 means "doubles with it", 1 "does not depend on it", 0.5
+    "halves". Rows are ``fields_``, columns ``quantities``; a quantity whose
+    base value is 0 gives NaN. This is the interviewer's "what if that number
+    is off by two?", answered for every figure at once.
+    """
+    if not dataclasses.is_dataclass(base) or isinstance(base, type):
+        raise CapacityInputError(
+            f"base must be a dataclass instance of assumptions, got "
+            f"{type(base).__name__}."
+        )
+    if not math.isfinite(factor) or factor <= 0 or factor == 1:
+        raise CapacityInputError(
+            f"factor must be a finite number > 0 other than 1, got {factor}."
+        )
+    known = {f.name for f in fields(base)}
+    unknown = [name for name in fields_ if name not in known]
+    if unknown:
+        raise CapacityInputError(
+            f"unknown assumptions {unknown}: choose from {sorted(known)}."
+        )
+    reference = derive(base)
+    before = [reference[q] for q in quantities]
+    table: dict[str, list[float]] = {q: [] for q in quantities}
+    for name in fields_:
+        value: Any = getattr(base, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CapacityInputError(
+                f"{name}={value!r} is not a number and cannot be scaled."
+            )
+        scaled = round(value * factor) if isinstance(value, int) else value * factor
+        after = derive(dataclasses.replace(base, **{name: scaled}))  # type: ignore[type-var]
+        for q, b in zip(quantities, before, strict=True):
+            table[q].append(after[q] / b if b else math.nan)
+    return pd.DataFrame(table, index=pd.Index(list(fields_), name="assumption"))

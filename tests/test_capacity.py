@@ -10,6 +10,9 @@ from mlsd_lib.capacity import (
     Requirements,
     estimate,
     format_si,
+    integer_bytes,
+    replicas_needed,
+    sensitivity,
 )
 
 
@@ -107,3 +110,110 @@ def test_estimate_can_be_extended_and_names_missing_rows() -> None:
         e.add("images per day", "again", 1)
     with pytest.raises(KeyError, match="known: \\['images per day'\\]"):
         e["storage"]
+
+
+# -- traffic given per day, and the helpers every case study's estimate uses ----------
+
+
+def test_traffic_given_as_requests_per_day() -> None:
+    e = estimate(Requirements(requests_per_day=8.64e7, peak_to_average=2))
+    assert e["requests per day"] == 8.64e7
+    assert e["average QPS"] == pytest.approx(1_000)
+    assert e["peak QPS"] == pytest.approx(2_000)
+    row = e.to_frame().set_index("quantity").loc["requests per day"]
+    assert row["formula"] == "requests_per_day (given)"
+    # Per-user traffic still reads as before, positionally too.
+    per_user = estimate(Requirements(1e6, 86.4))
+    assert per_user["average QPS"] == pytest.approx(1_000)
+    assert "daily_active_users" in per_user.to_frame()["formula"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "traffic is missing \\(daily_active_users, requests_per_user_per_day\\)"),
+        (
+            {"daily_active_users": 1e6},
+            "traffic is missing \\(requests_per_user_per_day",
+        ),
+        (
+            {"requests_per_day": 1e6, "requests_per_user_per_day": 2},
+            "not both",
+        ),
+        ({"requests_per_day": 0}, "requests_per_day must be > 0"),
+        (
+            {"requests_per_day": 1e6, "bytes_per_entity": 100},
+            "bytes_per_entity needs feature_entities",
+        ),
+    ],
+)
+def test_traffic_must_be_given_once(kwargs: dict, message: str) -> None:
+    with pytest.raises(CapacityInputError, match=message):
+        Requirements(**kwargs)
+
+
+def test_feature_store_with_requests_per_day_counts_given_entities() -> None:
+    req = Requirements(requests_per_day=1e6, feature_entities=5e7, bytes_per_entity=120)
+    assert estimate(req)["online feature store memory"] == pytest.approx(6e9)
+    with_users = Requirements(
+        requests_per_day=1e6, daily_active_users=2e6, bytes_per_entity=100
+    )
+    assert estimate(with_users)["online feature store memory"] == pytest.approx(2e8)
+
+
+def test_replicas_needed_plans_below_full_utilization() -> None:
+    assert replicas_needed(3_470, 2.0) == 2_892  # ceil(3,470 / 1.2)
+    assert replicas_needed(600, 100) == 10
+    assert replicas_needed(600, 100, target_utilization=1.0) == 6
+    assert replicas_needed(0, 100) == 1  # a service runs at least one replica
+    with pytest.raises(CapacityInputError, match="capacity_per_replica_s must be > 0"):
+        replicas_needed(10, 0)
+    with pytest.raises(CapacityInputError, match="target_utilization must be in"):
+        replicas_needed(10, 5, target_utilization=1.5)
+    with pytest.raises(CapacityInputError, match="load_per_s must be >= 0"):
+        replicas_needed(-1, 5)
+
+
+@pytest.mark.parametrize(
+    ("count", "size"),
+    [(1, 1), (128, 1), (129, 2), (32_768, 2), (50e6, 4), (2**31, 4), (2**31 + 1, 8)],
+)
+def test_integer_bytes(count: float, size: int) -> None:
+    assert integer_bytes(count) == size
+
+
+def test_integer_bytes_refuses_what_no_integer_holds() -> None:
+    with pytest.raises(CapacityInputError, match="count must be"):
+        integer_bytes(0)
+    with pytest.raises(CapacityInputError, match="do not fit a signed 64-bit"):
+        integer_bytes(1e20)
+
+
+def test_sensitivity_scales_one_assumption_at_a_time() -> None:
+    base = Requirements(
+        1e6, 10, candidates_per_request=100, bytes_per_event=200, retention_days=30
+    )
+    table = sensitivity(
+        estimate,
+        base,
+        ["daily_active_users", "candidates_per_request", "retention_days"],
+        ["peak QPS", "peak inferences per second", "event log for retention"],
+    )
+    assert table.index.name == "assumption"
+    assert table.loc["daily_active_users"].tolist() == pytest.approx([2, 2, 2])
+    assert table.loc["candidates_per_request"].tolist() == pytest.approx([1, 2, 1])
+    assert table.loc["retention_days"].tolist() == pytest.approx([1, 1, 2])
+    halved = sensitivity(estimate, base, ["daily_active_users"], ["peak QPS"], 0.5)
+    assert halved.iloc[0, 0] == pytest.approx(0.5)
+
+
+def test_sensitivity_names_what_it_cannot_scale() -> None:
+    base = Requirements(1e6, 10)
+    with pytest.raises(CapacityInputError, match="unknown assumptions \\['users'\\]"):
+        sensitivity(estimate, base, ["users"], ["peak QPS"])
+    with pytest.raises(CapacityInputError, match="other than 1"):
+        sensitivity(estimate, base, ["daily_active_users"], ["peak QPS"], 1.0)
+    with pytest.raises(CapacityInputError, match="dataclass instance"):
+        sensitivity(estimate, {"daily_active_users": 1}, ["x"], ["peak QPS"])
+    with pytest.raises(CapacityInputError, match="not a number"):
+        sensitivity(estimate, base, ["feature_entities"], ["peak QPS"])
