@@ -18,6 +18,10 @@ Introduced in ``casestudies/ad_click/02_data_and_features.ipynb``.
   :func:`~mlsd_lib.datasets.movielens.read_movielens`, the MovieLens rating
   layouts (``u.data``, ``ratings.dat``, ``ratings.csv``) and movie genres, and
   :func:`~mlsd_lib.datasets.movielens.write_movielens_sample`.
+* :mod:`~mlsd_lib.datasets.stanford_online_products`:
+  :func:`~mlsd_lib.datasets.stanford_online_products.read_sop`, the Stanford Online
+  Products layout (``Ebay_train.txt`` / ``Ebay_test.txt`` and image folders), and
+  :func:`~mlsd_lib.datasets.stanford_online_products.write_sop_sample`.
 """
 
 from mlsd_lib.datasets.criteo import (

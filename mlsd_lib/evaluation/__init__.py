@@ -21,6 +21,12 @@ a naive join inflates a model's offline quality.
 * :mod:`~mlsd_lib.evaluation.exposure`: exposure of impressions over the available
   catalogue (top-1% share, Gini, coverage), new-title share, launch reach.
 * :mod:`~mlsd_lib.evaluation.plots`: matplotlib figures for the above.
+* :mod:`~mlsd_lib.evaluation.image_retrieval`: recall@K by product identity (image- and
+  product-level, exact search), exact top-K and graded NDCG.
+* :mod:`~mlsd_lib.evaluation.retrieval_attribution`: each miss attributed to the
+  embedder, the index or a later stage.
+* :mod:`~mlsd_lib.evaluation.dedup`: the near-duplicate threshold for a stated
+  precision, and its precision-recall curve.
 """
 
 from mlsd_lib.evaluation.ab_test import (

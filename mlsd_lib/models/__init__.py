@@ -51,6 +51,8 @@ Retrieval and ranking (the recommender case study), on
   E[minutes | engaged play] with position debiasing.
 * :mod:`~mlsd_lib.models.baselines`: most-popular and implicit-ALS matrix
   factorization, the baselines retrieval must beat.
+* :mod:`~mlsd_lib.models.image_baselines`: raw-pixel and colour-histogram vectors, the
+  baselines an image embedder must beat.
 """
 
 from mlsd_lib.models.baselines import MatrixFactorization, MostPopular
