@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from mlsd_lib.capacity import CapacityInputError, sensitivity
+from mlsd_lib.index.scaling import IvfCost
 from mlsd_lib.visual.scale import (
     LATENCY_BUDGET_MS,
     REPRESENTATIONS,
@@ -235,16 +236,20 @@ def test_measured_embedder_scales_by_multiply_adds() -> None:
 
 
 def test_measured_index_plan() -> None:
-    e = measured_index_estimate(40.0, 50e-9)
+    cost = IvfCost(fixed_ms=0.1, per_centroid_ms=1e-5, per_code_ms=5e-5)
+    e = measured_index_estimate(40.0, cost)
     base = production_estimate()
     assert e["IVF-PQ index at measured bytes per vector"] == pytest.approx(
         base["IVF-PQ codes + ids for all images"]
     )
-    assert e["scan time per search on one core"] == pytest.approx(
-        base["codes scanned per search"] * 50e-9 * 1e3
+    # 0.1 ms + 65,536 centroids x 10 ns + 195,313 codes x 50 ns
+    search_ms = 0.1 + 65_536 * 1e-5 + base["codes scanned per search"] * 5e-5
+    assert e["search time per region on one core"] == pytest.approx(search_ms)
+    assert e["of which scanning codes"] == pytest.approx(
+        base["codes scanned per search"] * 5e-5
     )
-    assert e["cores for code scanning at peak"] == math.ceil(
-        base["code distances per second at peak"] * 50e-9 / 0.6
+    assert e["cores for ANN search at peak"] == math.ceil(
+        base["peak ANN searches per second"] * search_ms / 1e3 / 0.6
     )
 
 
@@ -253,7 +258,7 @@ def test_measurements_must_be_measured(bad: float) -> None:
     with pytest.raises(CapacityInputError, match="measure it first"):
         measured_embedder_estimate(bad, 1e6)
     with pytest.raises(CapacityInputError, match="measure it first"):
-        measured_index_estimate(40.0, bad)
+        measured_index_estimate(bad, IvfCost(0.1, 0.0, 1e-5))
 
 
 def test_assumptions_are_frozen_and_replaceable() -> None:

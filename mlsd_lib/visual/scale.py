@@ -26,9 +26,10 @@ assumption sees every figure that depends on it move.
   production.
 * :func:`measured_embedder_estimate` and :func:`measured_index_estimate` turn what
   a chapter measures on this machine (a small CNN's images per second and
-  multiply-adds; a real faiss IVF-PQ index's bytes per vector and scan cost per
-  code) into the production plan: cores for the online peak, the re-embed on one
-  core, the index from measured bytes, search time at the production list size.
+  multiply-adds; a real faiss IVF-PQ index's bytes per vector and its unit costs
+  per search, :class:`~mlsd_lib.index.scaling.IvfCost`) into the production
+  plan: cores for the online peak, the re-embed on one core, the index from
+  measured bytes, one search's time and the cores for the peak's searches.
 
 Conventions are :mod:`mlsd_lib.capacity`'s: a day is 86,400 s, sizes are decimal
 (1 GB = 10^9 B). One multiply-add is two FLOPs.
@@ -52,6 +53,7 @@ from mlsd_lib.capacity import (
     integer_bytes,
     replicas_needed,
 )
+from mlsd_lib.index.scaling import IvfCost
 
 __all__ = [
     "LATENCY_BUDGET_MS",
@@ -592,43 +594,47 @@ def measured_embedder_estimate(
 
 def measured_index_estimate(
     bytes_per_vector: float,
-    seconds_per_code: float,
+    cost: IvfCost,
     a: VisualAssumptions | None = None,
 ) -> Estimate:
     """The IVF-PQ plan from an index measured on this machine.
 
     ``bytes_per_vector``: the marginal bytes one more vector adds to a real
     faiss index (its code and id; the fixed centroids and codebooks excluded).
-    ``seconds_per_code``: the scan cost of one code on one core (the slope of
-    search time against codes scanned). Rows: the production index at the
-    measured bytes, the time to scan one search's codes at the production list
-    size on one core, and the cores the peak's code distances need (planned at
-    60%). The coarse quantizer (``ivf_lists`` centroid distances per search) and
-    the heap are left out: a few percent at these sizes.
+    ``cost``: the unit costs of one search on one core, measured small
+    (:meth:`~mlsd_lib.index.scaling.IvfCost.fit` on an ``nprobe`` sweep), which
+    :meth:`~mlsd_lib.index.scaling.IvfCost.predict_ms` extrapolates to the
+    production catalogue, ``ivf_lists`` and ``ivf_probes``. Rows: the
+    production index at the measured bytes, one search's time on one core (and
+    the part of it that scans codes), and the cores the peak's ANN searches
+    need (planned at 60% by :func:`~mlsd_lib.capacity.replicas_needed`).
     """
-    _check_measured(
-        bytes_per_vector=bytes_per_vector, seconds_per_code=seconds_per_code
-    )
+    _check_measured(bytes_per_vector=bytes_per_vector)
     a = a or VisualAssumptions()
     production = production_estimate(a)
+    images = a.catalogue_images
     e = Estimate()
     e.add(
         "IVF-PQ index at measured bytes per vector",
         "catalogue images × measured bytes per vector",
-        a.catalogue_images * bytes_per_vector,
+        images * bytes_per_vector,
         "B",
     )
-    e.add(
-        "scan time per search on one core",
-        "codes scanned per search × measured seconds per code × 1,000",
-        production["codes scanned per search"] * seconds_per_code * 1_000,
+    search_ms = e.add(
+        "search time per region on one core",
+        "fixed + per centroid × ivf_lists + per code × codes scanned",
+        float(cost.predict_ms(images, a.ivf_lists, a.ivf_probes)),
         "ms",
     )
     e.add(
-        "cores for code scanning at peak",
-        "ceil(code distances/s at peak × seconds per code / 0.6)",
-        replicas_needed(
-            production["code distances per second at peak"], 1.0 / seconds_per_code
-        ),
+        "of which scanning codes",
+        "per code × codes scanned per search",
+        cost.per_code_ms * production["codes scanned per search"],
+        "ms",
+    )
+    e.add(
+        "cores for ANN search at peak",
+        "ceil(peak ANN searches/s × search time / 0.6)",
+        replicas_needed(production["peak ANN searches per second"], 1e3 / search_ms),
     )
     return e
