@@ -53,6 +53,8 @@ Retrieval and ranking (the recommender case study), on
   factorization, the baselines retrieval must beat.
 * :mod:`~mlsd_lib.models.image_baselines`: raw-pixel and colour-histogram vectors, the
   baselines an image embedder must beat.
+* :mod:`~mlsd_lib.models.compute_cost`: a model's counted multiply-adds and measured
+  throughput, for capacity plans.
 """
 
 from mlsd_lib.models.baselines import MatrixFactorization, MostPopular

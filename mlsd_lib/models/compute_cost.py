@@ -1,8 +1,9 @@
 """What a model costs to run: parameters, multiply-adds per input, measured throughput.
 
-Introduced in ``casestudies/visual_search/index.md`` (the embedder's compute in the
-back-of-the-envelope scale). A capacity plan multiplies a model's cost per input by
-the inputs per second; the cost is known two ways, and the plan needs both:
+Introduced in ``casestudies/visual_search/01_requirements_and_scale.ipynb`` (the
+embedder's compute in the back-of-the-envelope scale). A capacity plan multiplies a
+model's cost per input by the inputs per second; the cost is known two ways, and the
+plan needs both:
 
 * **counted**: :func:`count_multiply_adds` runs one input through the model with
   hooks on every convolution and linear layer and adds up their multiply-adds

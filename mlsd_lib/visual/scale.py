@@ -1,9 +1,9 @@
 """Visual search's back-of-the-envelope numbers, computed rather than typed.
 
-Introduced in ``casestudies/visual_search/index.md``. The case study's page derives
-its traffic, embedder compute, index sizes, search cost, feature store and event
-log by hand; this module derives every one of those figures from the same
-assumptions, so the page, the chapter and a test agree, and a reader who moves one
+Introduced in ``casestudies/visual_search/01_requirements_and_scale.ipynb``. The case
+study's page derives its traffic, embedder compute, index sizes, search cost, feature
+store and event log by hand; this module derives every one of those figures from the
+same assumptions, so the page, the chapter and a test agree, and a reader who moves one
 assumption sees every figure that depends on it move.
 
 * :class:`VisualAssumptions` holds the page's assumptions (100 M queries a day, 2
