@@ -388,12 +388,15 @@ def test_pixels_and_colour_histograms_rarely_match_photos_to_the_catalogue(
     """The gap an embedder must close: user photos cropped to their box, matched
     against the held-out products' catalogue shots by raw pixels or by colour
     histograms, find the right product well above chance (1 in 420) but far
-    below the 0.8 a trained embedder reaches."""
+    below the 0.8 a trained embedder must reach."""
     w = quick_world
     gallery = w.catalogue().of_products(w.test_products)
     ids = w.test_products
     photos = w.queries(ids, seed=1).crops()
-    for features in (lambda x: x.reshape(len(x), -1).astype(np.float32), _histograms):
+    for features, bar in (
+        (lambda x: x.reshape(len(x), -1).astype(np.float32), 0.3),
+        (_histograms, 0.4),  # colour is a real cue: about 0.27 on this world
+    ):
         r1 = _recall_at_1(
             w,
             features(photos.images),
@@ -401,7 +404,7 @@ def test_pixels_and_colour_histograms_rarely_match_photos_to_the_catalogue(
             features(gallery.images),
             gallery.product_ids,
         )
-        assert 0.02 < r1 < 0.3
+        assert 0.02 < r1 < bar
 
 
 @pytest.mark.quality

@@ -121,7 +121,7 @@ def _draw_category(
     n = fam.size
     # hues spread evenly over the family's palette (jittered), so siblings differ
     slots = np.argsort(rng.random((n_fam, per)), axis=1).ravel()
-    offset = ((slots + rng.uniform(-0.3, 0.3, n)) / per - 0.5) * 0.4
+    offset = ((slots + rng.uniform(-0.3, 0.3, n)) / per - 0.5) * 0.5
     hue = np.mod(hue_f[fam] + spread * offset, 1.0)
     sat = np.clip(sat_f[fam] + spread * rng.uniform(-0.15, 0.15, n), 0.35, 0.95)
     val = np.clip(val_f[fam] + spread * rng.uniform(-0.15, 0.15, n), 0.4, 0.9)
@@ -374,7 +374,18 @@ class QuerySet:
 
 
 class ImageWorld:
-    """A seeded catalogue of products, their images and users' photos of them."""
+    """A seeded catalogue of products, their images and users' photos of them.
+
+    ``products`` is a DataFrame with one row per ``product_id`` (= row
+    position): ``category`` (``kind`` its shape), ``family``, the identity
+    parameters (``variant``, ``pattern`` / ``pattern_name``, body and pattern
+    colours as ``hue``, ``saturation``, ``value`` and ``hue2`` ...,
+    ``pattern_freq``, ``pattern_angle``, ``aspect``, ``part_a``, ``part_b``),
+    ``duplicate_of`` and ``lookalike_of`` (-1: none), ``edit`` (how a
+    duplicate's images were edited; ``none`` otherwise), ``split``
+    (``train`` / ``test``) and ``introduced`` (0, or the number of the
+    :meth:`with_new_category` that added it).
+    """
 
     def __init__(self, config: ImageWorldConfig | None = None) -> None:
         self.config = config or ImageWorldConfig.quick()
@@ -389,13 +400,6 @@ class ImageWorld:
 
     def _set_products(self, table: pd.DataFrame) -> None:
         self.products: pd.DataFrame = table
-        """One row per ``product_id`` (= row position): category (``kind`` its
-        shape), family, identity parameters (``variant``, ``pattern``,
-        colours as hue/saturation/value, ``pattern_freq``, ``pattern_angle``,
-        ``aspect``, ``part_a``, ``part_b``), ``duplicate_of`` and
-        ``lookalike_of`` (-1: none), ``edit`` (a duplicate's image edit),
-        ``split`` (``train`` / ``test``) and ``introduced`` (0, or the number of
-        the :meth:`with_new_category` that added it)."""
         col = table
         self._rgb = hsv_to_rgb(
             col["hue"].to_numpy(), col["saturation"].to_numpy(), col["value"].to_numpy()

@@ -84,16 +84,16 @@ class QueryStyle:
 
     clutter: float = 1.0
     max_distractors: int = 2
-    scale: tuple[float, float] = (0.42, 0.68)
+    scale: tuple[float, float] = (0.45, 0.7)
     max_rotation: float = 25.0
     yaw: float = 0.3
     partial_crop: float = 0.15
-    brightness: tuple[float, float] = (0.75, 1.2)
-    contrast: tuple[float, float] = (0.75, 1.1)
-    colour_cast: float = 0.12
+    brightness: tuple[float, float] = (0.8, 1.2)
+    contrast: tuple[float, float] = (0.8, 1.1)
+    colour_cast: float = 0.1
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    blur: tuple[float, float] = (0.0, 1.0)
-    noise: tuple[float, float] = (0.0, 0.04)
+    blur: tuple[float, float] = (0.0, 0.8)
+    noise: tuple[float, float] = (0.0, 0.03)
 
     def __post_init__(self) -> None:
         owner = "QueryStyle"
@@ -155,12 +155,12 @@ class QueryStyle:
         alone: the drift a query-embedding monitor should catch.
         """
         return cls(
-            brightness=(0.45, 0.75),
-            contrast=(0.6, 0.9),
-            colour_cast=0.15,
-            tint=(0.82, 1.0, 1.18),
-            blur=(0.6, 1.6),
-            noise=(0.06, 0.11),
+            brightness=(0.5, 0.75),
+            contrast=(0.7, 0.95),
+            colour_cast=0.1,
+            tint=(0.85, 1.0, 1.15),
+            blur=(0.4, 1.2),
+            noise=(0.04, 0.07),
         )
 
     @staticmethod
