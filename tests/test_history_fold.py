@@ -444,7 +444,7 @@ def test_freshness_in_process_and_events_that_never_enter_a_history() -> None:
 
 def test_unknown_folds_and_bad_lengths_are_refused_with_the_fix() -> None:
     with pytest.raises(UnknownFold, match=r"unknown fold 'sliding': choose one of "
-                       r"\['windowed', 'history'\]"):  # fmt: skip
+                       r"\['windowed', 'history', 'latest'\]"):  # fmt: skip
         fold_named("sliding")
     with pytest.raises(UnknownFold, match="unknown fold 'nope'"):
         processor_command("redis://x", stream="s", group="g", consumer="c",

@@ -9,8 +9,9 @@ send makes two messages of one event, and only the event's own id lets the
 processor count it once.
 
 The machinery here is generic over the event's schema, so a second schema
-(:class:`~mlsd_lib.features.interaction_events.InteractionEvent`) reuses it
-rather than copying it: the checks every event makes (:func:`checked_event_id`,
+(:class:`~mlsd_lib.features.interaction_events.InteractionEvent`,
+:class:`~mlsd_lib.features.entity_events.EntityEvent`) reuses it rather than
+copying it: the checks every event makes (:func:`checked_event_id`,
 :func:`checked_id`, :func:`checked_timestamp`), the parse of a message's fields
 (:func:`parse_fields`), publishing, and the event-log table, whose columns are
 the event class's fields (``timestamp`` becomes ``event_timestamp``).
@@ -220,8 +221,9 @@ def events_frame(
     """Events as an event-log table, in the given order (``event_timestamp`` UTC).
 
     One column per field of the event class (the first event's, else
-    ``event_class``, else :class:`AdEvent`): integer fields as int64, text as
-    objects, and ``timestamp`` as the UTC datetime column ``event_timestamp``.
+    ``event_class``, else :class:`AdEvent`): integer fields as int64, other
+    numbers as float64, text as objects, and ``timestamp`` as the UTC datetime
+    column ``event_timestamp``.
     """
     if event_class is None:
         event_class = type(events[0]) if len(events) else AdEvent
@@ -233,6 +235,8 @@ def events_frame(
             columns[TIMESTAMP_COLUMN] = seconds_to_timestamps(seconds)
         elif annotation == "int":
             columns[name] = np.array(values, dtype=np.int64)
+        elif annotation == "float":
+            columns[name] = np.array(values, dtype=np.float64)
         else:
             columns[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(columns)
@@ -249,7 +253,7 @@ def events_from_frame(
             casts.append(float)
             columns.append(timestamps_to_seconds(frame[TIMESTAMP_COLUMN]).tolist())
         else:
-            casts.append(int if annotation == "int" else str)
+            casts.append({"int": int, "float": float}.get(annotation, str))
             columns.append(frame[name].tolist())
     return [
         event_class(

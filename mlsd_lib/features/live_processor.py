@@ -33,6 +33,7 @@ import redis
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.features.fold_catalog import fold_named
 from mlsd_lib.features.history_fold import HistoryFold
+from mlsd_lib.features.latest_fold import LatestValueFold
 from mlsd_lib.features.stream_folds import StreamFold
 from mlsd_lib.features.stream_launcher import start_processor, summary_of
 from mlsd_lib.features.stream_processor import StreamProcessor
@@ -60,14 +61,24 @@ def _fold_options(fold: StreamFold) -> dict[str, Any]:
         }
     elif isinstance(fold, WindowedCountFold):
         options = {"fold": "windowed"}
+    elif isinstance(fold, LatestValueFold):
+        state = fold.values.view.name
+        options = {
+            "fold": "latest",
+            "value_types": ",".join(fold.values.types),
+            "counted_types": ",".join(
+                c.event_type for c in (fold.counts.counts if fold.counts else ())
+            )
+            or None,
+            "state_name": state.removesuffix("_state"),
+        }
     else:
         options = {}
     rebuilt = (
         fold_named(
             options["fold"],
             fold.stream,
-            history_length=options.get("history_length"),
-            categories=options.get("categories"),
+            **{k: v for k, v in options.items() if k != "fold"},
         )
         if options
         else None
@@ -77,8 +88,9 @@ def _fold_options(fold: StreamFold) -> dict[str, Any]:
             f"a processor process cannot rebuild this {type(fold).__name__} "
             f"({getattr(fold, 'name', fold.stream)!r}) from a fold name: it only "
             "knows the folds of mlsd_lib.features.fold_catalog (a history fold must "
-            "be named 'user_history'); build the fold with fold_named, or run the "
-            "processor in a thread (LiveProcessor(..., kind='thread'))."
+            "be named 'user_history'; a latest-value fold built by entity_state); "
+            "build the fold with fold_named, or run the processor in a thread "
+            "(LiveProcessor(..., kind='thread'))."
         )
     return options
 

@@ -27,6 +27,10 @@ and, by the history fold (:mod:`~mlsd_lib.features.history_fold`)::
     fs:{history}@v{version}:hist:{key}  -> history_key: last items, newest first
     fs:{history}@v{version}:cats:{key}  -> category_key: kept events per category
 
+and, by the latest-value fold (:mod:`~mlsd_lib.features.latest_fold`)::
+
+    fs:{view}@v{version}:latest:{key}   -> latest_state_key: values, times, ids
+
 Materialization writes a whole new generation, then moves ``current`` to it in
 one SET, so a reader sees either the old complete generation or the new one.
 Stream views write to the fixed generation ``live``.

@@ -5,7 +5,10 @@ the way a reader does (a stream view's live record, or a user's history), and
 times the whole path: publish, the processor's read and apply, the read back.
 The recommender's requirement, "plays must reach the online store within 60 s",
 is this number for an engaged play and a
-:class:`~mlsd_lib.features.history_fold.HistoryFold`.
+:class:`~mlsd_lib.features.history_fold.HistoryFold`; the visual search's "an
+out-of-stock product disappears within 5 minutes" is it for a stock event and
+a :class:`~mlsd_lib.features.latest_fold.LatestValueFold` (its values' live
+record).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import redis
 from mlsd_lib.features.event_stream import publish
 from mlsd_lib.features.histories import newest_history_time
 from mlsd_lib.features.history_fold import HistoryFold, microseconds
+from mlsd_lib.features.latest_fold import LatestValueFold
 from mlsd_lib.features.records import (
     LIVE_GENERATION,
     entity_key,
@@ -41,7 +45,9 @@ def read_live_record(
 
 
 def _visible(
-    client: redis.Redis, target: StreamAggregation | HistoryFold, event: Any
+    client: redis.Redis,
+    target: StreamAggregation | HistoryFold | LatestValueFold,
+    event: Any,
 ) -> bool:
     """Whether a reader of ``target`` sees ``event`` (or something newer)."""
     if isinstance(target, HistoryFold):
@@ -55,7 +61,7 @@ def _visible(
     return record is not None and record[0] >= event.timestamp
 
 
-def _target_name(target: StreamAggregation | HistoryFold) -> str:
+def _target_name(target: StreamAggregation | HistoryFold | LatestValueFold) -> str:
     if isinstance(target, HistoryFold):
         return f"history {target.name!r}"
     return f"view {target.view.name!r}"
@@ -64,7 +70,7 @@ def _target_name(target: StreamAggregation | HistoryFold) -> str:
 def measure_freshness(
     client: redis.Redis,
     stream: str,
-    aggregation: StreamAggregation | HistoryFold,
+    aggregation: StreamAggregation | HistoryFold | LatestValueFold,
     events: Sequence[Any],
     *,
     timeout_s: float = 5.0,
@@ -76,10 +82,13 @@ def measure_freshness(
     entity's record must carry the event's time), or a
     :class:`~mlsd_lib.features.history_fold.HistoryFold` (the user's newest
     history entry must be the event's; the events must then be of a type the
-    history keeps, such as engaged plays). Each event is re-timed to the wall
-    clock, published, and polled for. ``process`` is called in the polling loop
-    (an in-process processor's ``step``); leave it None when a processor runs in
-    another process. Bounded: at most ``timeout_s`` per event.
+    history keeps, such as engaged plays), or a
+    :class:`~mlsd_lib.features.latest_fold.LatestValueFold` (its values'
+    record must carry the event's time; the events must set a value). Each
+    event is re-timed to the wall clock, published, and polled for.
+    ``process`` is called in the polling loop (an in-process processor's
+    ``step``); leave it None when a processor runs in another process.
+    Bounded: at most ``timeout_s`` per event.
     """
     if isinstance(aggregation, HistoryFold):
         ignored = sorted({e.type for e in events} - set(aggregation.kept_types))
@@ -88,6 +97,15 @@ def measure_freshness(
                 f"events of types {ignored} never enter history "
                 f"{aggregation.name!r} (it keeps {list(aggregation.kept_types)}); "
                 "measure its freshness with events of a kept type."
+            )
+    if isinstance(aggregation, LatestValueFold):
+        ignored = sorted({e.type for e in events} - set(aggregation.values.types))
+        if ignored:
+            raise FeatureStoreError(
+                f"events of types {ignored} set no value of view "
+                f"{aggregation.view.name!r} (its types: "
+                f"{list(aggregation.values.types)}); measure its freshness with "
+                "value events."
             )
     latencies = np.empty(len(events), dtype=np.float64)
     for i, event in enumerate(events):

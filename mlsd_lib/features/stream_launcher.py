@@ -23,6 +23,9 @@ PROCESSOR_OPTIONS = {
     "fold": str,
     "history_length": int,
     "categories": int,
+    "value_types": str,
+    "counted_types": str,
+    "state_name": str,
     "batch_size": int,
     "block_ms": int,
     "min_idle_ms": int,
@@ -40,19 +43,27 @@ def processor_command(
 ) -> list[str]:
     """The command line that runs one processor (``python -m ...``).
 
-    The fold options (``fold``, ``history_length``, ``categories``) are checked
-    here, with :func:`~mlsd_lib.features.fold_catalog.fold_named`'s errors.
+    The fold options (``fold``, ``history_length``, ``categories``,
+    ``value_types``, ``counted_types``, ``state_name``) are checked here, with
+    :func:`~mlsd_lib.features.fold_catalog.fold_named`'s errors; the type lists
+    may be sequences or comma-separated text.
     """
     unknown = sorted(set(options) - set(PROCESSOR_OPTIONS))
     if unknown:
         raise TypeError(
             f"unknown processor options {unknown} (known: {list(PROCESSOR_OPTIONS)})."
         )
+    for name in ("value_types", "counted_types"):
+        if options.get(name) is not None and not isinstance(options[name], str):
+            options[name] = ",".join(options[name])
     fold_named(
         options.get("fold") or "windowed",
         stream,
         history_length=options.get("history_length"),
         categories=options.get("categories"),
+        value_types=options.get("value_types"),
+        counted_types=options.get("counted_types"),
+        state_name=options.get("state_name"),
     )
     command = [
         sys.executable, "-m", "mlsd_lib.features.stream_processor",

@@ -11,14 +11,22 @@ or, folding interaction events into each user's last 50 engaged plays::
         --fold history --history-length 50 --categories 12 --stream interactions \\
         --group features --consumer worker-1
 
+or, keeping each product's newest stock and price and its 24 h counts::
+
+    python -m mlsd_lib.features.stream_processor --redis-url redis://127.0.0.1:6379/0 \\
+        --fold latest --value-types stock,price --counted-types impression,click \\
+        --state-name product --stream visual_events --group features --consumer w1
+
 The processor owns *delivery*, and nothing about what an event means: a
 :class:`~mlsd_lib.features.stream_folds.StreamFold` says how a message parses
 and what one atomic Lua apply writes. By default that is the windowed counts
 (:class:`~mlsd_lib.features.windowed_fold.WindowedCountFold`, given
 ``aggregations`` or the ads example's); ``--fold history`` folds interaction
 events into per-user histories
-(:class:`~mlsd_lib.features.history_fold.HistoryFold`). The names the command
-line knows are in :mod:`~mlsd_lib.features.fold_catalog`.
+(:class:`~mlsd_lib.features.history_fold.HistoryFold`), and ``--fold latest``
+entity events into latest values and counts
+(:class:`~mlsd_lib.features.latest_fold.LatestValueFold`). The names the
+command line knows are in :mod:`~mlsd_lib.features.fold_catalog`.
 
 How it gets every event applied exactly once, in effect, whatever the fold:
 
@@ -403,8 +411,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m mlsd_lib.features.stream_processor",
         description="Fold events from a Redis Stream into the online store "
         "(at-least-once delivery, idempotent apply): ad events into windowed "
-        "counts (--fold windowed, the default) or interaction events into "
-        "per-user histories (--fold history).",
+        "counts (--fold windowed, the default), interaction events into "
+        "per-user histories (--fold history), or entity events into latest "
+        "values and 24 h counts (--fold latest).",
     )
     parser.add_argument("--redis-url", required=True)
     parser.add_argument(
@@ -424,6 +433,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--categories", type=int,
         help="history fold: number of item categories (default 12)",
     )  # fmt: skip
+    parser.add_argument(
+        "--value-types",
+        help="latest fold: event types whose newest value is kept, e.g. stock,price",
+    )
+    parser.add_argument(
+        "--counted-types",
+        help="latest fold: event types counted over 24 h, e.g. impression,click",
+    )
+    parser.add_argument(
+        "--state-name", help="latest fold: the views' name prefix (default entity)"
+    )
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--block-ms", type=int, default=100)
     parser.add_argument("--min-idle-ms", type=int, default=5_000)
@@ -448,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.stream,
             history_length=args.history_length,
             categories=args.categories,
+            value_types=args.value_types,
+            counted_types=args.counted_types,
+            state_name=args.state_name,
         )
     except FeatureStoreError as error:
         print(f"stream processor: {error}", file=sys.stderr)

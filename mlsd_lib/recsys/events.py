@@ -39,20 +39,21 @@ ignores them.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import redis
 
-from mlsd_lib.errors import MlsdError
+from mlsd_lib.features.event_log_files import (
+    EventLogError,
+    EventLogFiles,
+    read_partitioned,
+    write_partitioned,
+)
 from mlsd_lib.features.interaction_events import (
     INTERACTION_TYPES,
     NO_ITEM,
@@ -112,10 +113,6 @@ _SESSION, _IMPRESSION, _PLAY, _ENGAGED = (
 )
 #: At equal times: a session starts, then its impressions, then plays (by type code).
 _TIE_ORDER = np.array([1, 2, 2, 0], dtype=np.int8)
-
-
-class EventLogError(MlsdError, ValueError):
-    """An event log that cannot be built, written or read as asked; says why."""
 
 
 def epoch_seconds(world_seconds: np.ndarray | float) -> np.ndarray:
@@ -219,21 +216,6 @@ def interaction_log(log: RecsysLog, item_genre: np.ndarray) -> pd.DataFrame:
 
 # --- the offline store: parquet files, one per hour --------------------------------
 
-
-@dataclass(frozen=True)
-class EventLogFiles:
-    """What :func:`write_event_log` wrote: the folder, its files and their bytes."""
-
-    root: Path
-    files: tuple[Path, ...]
-    rows: int
-
-    @property
-    def bytes(self) -> int:
-        """Bytes on disk, every file together."""
-        return sum(p.stat().st_size for p in self.files)
-
-
 _ARROW_TYPES = {
     "event_id": pa.string(),
     "type": pa.dictionary(pa.int8(), pa.string()),
@@ -250,10 +232,6 @@ _ARROW_TYPES = {
 }
 
 
-def _schema(columns: Sequence[str]) -> pa.Schema:
-    return pa.schema([(name, _ARROW_TYPES[name]) for name in columns])
-
-
 def write_event_log(
     events: pd.DataFrame,
     root: str | Path,
@@ -266,58 +244,20 @@ def write_event_log(
     Hive-style folders let a reader prune by day or hour without opening the
     other files (:func:`read_event_log` does). ``columns`` (default: every
     column but the partitions) chooses what is stored, to measure what a
-    column costs. Each file is written under a temporary name and renamed into
-    place, so a crash never leaves half a file a reader would pick up. Each
-    call adds a part file to each partition it touches, so days may be written
-    one at a time (a day's last plays fall after midnight, in the next day's
-    first hour). A day written twice is stored twice and read once: the event
-    ids make the log idempotent, as the dedup marker makes the stream.
+    column costs. The layout (atomic part files, one per partition and call)
+    is :func:`~mlsd_lib.features.event_log_files.write_partitioned`'s, so days
+    may be written one at a time (a day's last plays fall after midnight, in
+    the next day's first hour). A day written twice is stored twice and read
+    once: the event ids make the log idempotent, as the dedup marker makes the
+    stream.
     """
-    root = Path(root)
-    partition_by = tuple(partition_by)
-    unknown = [c for c in partition_by if c not in ("day", "hour")]
-    if unknown:
-        raise EventLogError(
-            f"partition_by={list(partition_by)}: only 'day' and 'hour' partition "
-            "the event log."
-        )
     stored = [
         c
         for c in (columns or EVENT_LOG_COLUMNS)
         if c not in ("day", "hour") and c in _ARROW_TYPES
     ]
-    absent = [c for c in (*stored, *partition_by) if c not in events.columns]
-    if absent:
-        raise EventLogError(
-            f"the events lack columns {absent}; build them with interaction_log()."
-        )
-    schema = _schema(stored)
-    groups = (
-        events.groupby(list(partition_by), sort=True, observed=True)
-        if partition_by
-        else [((), events)]
-    )
-    parts: list[tuple[Path, pd.DataFrame]] = []
-    for key, part in groups:
-        values = key if isinstance(key, tuple) else (key,)
-        folder = root.joinpath(
-            *(f"{n}={int(v)}" for n, v in zip(partition_by, values, strict=True))
-        )
-        number = len(list(folder.glob("part-*.parquet"))) if folder.exists() else 0
-        parts.append((folder / f"part-{number:05d}.parquet", part))
-    for final, part in parts:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(part[stored], schema=schema, preserve_index=False)
-        handle, temporary = tempfile.mkstemp(dir=final.parent, suffix=".tmp")
-        os.close(handle)
-        try:
-            pq.write_table(table, temporary, compression="zstd")
-            os.replace(temporary, final)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-    files = [final for final, _ in parts]
-    return EventLogFiles(root=root, files=tuple(files), rows=len(events))
+    schema = pa.schema([(name, _ARROW_TYPES[name]) for name in stored])
+    return write_partitioned(events, root, schema, partition_by=partition_by)
 
 
 def read_event_log(
@@ -333,35 +273,15 @@ def read_event_log(
     twice) is read once. Columns come back with :func:`interaction_log`'s
     types.
     """
-    root = Path(root)
-    if not any(root.rglob("*.parquet")):
-        raise EventLogError(
-            f"{root} holds no event log; write one with write_event_log() first."
-        )
-    dataset = ds.dataset(root, format="parquet", partitioning="hive")
     condition = None
-    if days is not None:
-        if "day" not in dataset.schema.names:
-            raise EventLogError(
-                f"the event log under {root} is not partitioned by day; read it "
-                "whole and filter the rows instead."
-            )
-        condition = ds.field("day").isin([int(d) for d in days])
     if types is not None:
         unknown = sorted(set(types) - set(INTERACTION_TYPES))
         if unknown:
             raise EventLogError(
                 f"unknown event types {unknown}; known: {list(INTERACTION_TYPES)}."
             )
-        kept = ds.field("type").isin(list(types))
-        condition = kept if condition is None else condition & kept
-    frame = dataset.to_table(filter=condition).to_pandas()
-    for name in ("type", "policy"):
-        if name in frame.columns:
-            frame[name] = frame[name].astype(str)
-    for name, dtype in (("day", np.int32), ("hour", np.int8)):
-        if name in frame.columns:
-            frame[name] = frame[name].astype(dtype)
+        condition = ds.field("type").isin(list(types))
+    frame = read_partitioned(root, days=days, condition=condition)
     # Files come back in folder-name order (hour=10 before hour=2): restore the
     # log's order, which these four keys fix (see interaction_log).
     keys = [TIMESTAMP_COLUMN, "type", "request_id", "position"]
