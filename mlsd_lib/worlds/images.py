@@ -38,9 +38,10 @@ same world whose users now shoot with another camera
 (:meth:`~mlsd_lib.worlds.images_config.QueryStyle.camera_shift`), and
 :meth:`ImageWorld.with_new_category` the same world plus a category of a shape
 kind no model has seen (new product ids, ``introduced`` = 1, 2, ...). Both
-leave every existing product, catalogue image and photo unchanged, so "before"
-and "after" differ only by what was injected, at whatever time the chapter
-switches worlds.
+leave every existing product and catalogue image unchanged (a photo keeps its
+scene and framing; after a new category its distractors may be newcomers), so
+"before" and "after" differ only by what was injected, at whatever time the
+chapter switches worlds.
 """
 
 from __future__ import annotations
@@ -757,9 +758,10 @@ class ImageWorld:
         duplicates and look-alikes, ids after the last one, ``introduced`` one
         more than the last injection, split train/test like the rest (a model
         trained before the injection has seen none of them; a retrain may use
-        the ``train`` ones). Existing products, their images and photos are
-        unchanged; render the newcomers' shots with ``catalogue(new_ids)`` to
-        add them to an index incrementally.
+        the ``train`` ones). Existing products and their catalogue images are
+        unchanged (photos keep their framing; distractors may be newcomers);
+        render the newcomers' shots with ``catalogue(new_ids)`` to add them to
+        an index incrementally.
         """
         category = int(self.products["category"].max()) + 1
         if category >= len(KINDS):

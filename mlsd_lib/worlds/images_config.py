@@ -278,8 +278,8 @@ class ImageWorldConfig:
 
     @classmethod
     def small(cls, **changes: object) -> ImageWorldConfig:
-        """8 categories x 10 families x 14 products (about 1,230 listings):
-        the notebooks' world, a catalogue of about 4,900 images in a few seconds."""
+        """8 categories x 10 families x 14 products (about 1,220 listings):
+        the notebooks' world, a catalogue of about 4,900 images in about a second."""
         changes.setdefault("families_per_category", 10)
         changes.setdefault("products_per_family", 14)
         return cls(**changes)  # type: ignore[arg-type]

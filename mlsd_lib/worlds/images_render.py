@@ -480,6 +480,16 @@ def _grid(size: int) -> Tensor:
     return (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
 
 
+def _blend(img: Tensor, alpha: Tensor, colour: Tensor) -> None:
+    """``img = img * (1 - alpha) + colour * alpha`` in place (two channel passes).
+
+    ``alpha`` is ``(n, 1, H, W)`` and ``colour`` ``(n, 3, 1, 1)``; images with
+    nothing to draw have alpha 0, cheaper than gathering the others' rows.
+    """
+    img.mul_(1.0 - alpha)
+    img.addcmul_(colour, alpha)
+
+
 def _draw_backdrop(back: Backdrop, size: int) -> Tensor:
     n = back.base.shape[0]
     g = _grid(size)
@@ -488,7 +498,7 @@ def _draw_backdrop(back: Backdrop, size: int) -> Tensor:
     second = torch.from_numpy(back.second.astype(np.float32)).view(n, 3, 1, 1)
     angle = _col(back.gradient_angle)
     ramp = (0.5 + 0.5 * (x * torch.cos(angle) + y * torch.sin(angle))).clamp_(0, 1)
-    img = base + (second - base) * ramp.unsqueeze(1)
+    img = torch.addcmul(base, second - base, ramp.unsqueeze(1))
     amp = back.texture_amp
     if np.any(amp > 0):
         t_angle, freq = _col(back.texture_angle), _col(back.texture_freq)
@@ -498,35 +508,33 @@ def _draw_backdrop(back: Backdrop, size: int) -> Tensor:
             0.6 + 0.4 * torch.sin(math.pi * 0.37 * freq * across)
         )
         tex = torch.from_numpy(back.texture_colour.astype(np.float32)).view(n, 3, 1, 1)
-        img = img + (tex - img) * (_col(amp) * (0.5 + 0.5 * wave)).unsqueeze(1)
+        _blend(img, (_col(amp) * (0.5 + 0.5 * wave)).unsqueeze(1), tex)
     pix = 2.0 / size
     for k in range(back.blob_present.shape[1]):
-        rows = np.flatnonzero(back.blob_present[:, k])
-        if rows.size == 0:
+        present = back.blob_present[:, k]
+        if not present.any():
             continue
-        idx = torch.from_numpy(rows)
-        cx, cy = _col(back.blob_cx[rows, k]), _col(back.blob_cy[rows, k])
-        hw, hh = _col(back.blob_hw[rows, k]), _col(back.blob_hh[rows, k])
+        cx, cy = _col(back.blob_cx[:, k]), _col(back.blob_cy[:, k])
+        hw, hh = _col(back.blob_hw[:, k]), _col(back.blob_hh[:, k])
         dx, dy = x - cx, y - cy
         oval = (torch.sqrt((dx / hw) ** 2 + (dy / hh) ** 2) - 1.0) * torch.minimum(
             hw, hh
         )
         rect = torch.maximum(dx.abs() - hw, dy.abs() - hh)
-        rnd = torch.from_numpy(back.blob_round[rows, k]).view(-1, 1, 1)
-        alpha = (0.5 - torch.where(rnd, oval, rect) / pix).clamp_(0, 1).unsqueeze(1)
-        colour = torch.from_numpy(back.blob_colour[rows, k].astype(np.float32))
-        sub = _rows(img, idx)
-        img[idx] = sub + (colour.view(-1, 3, 1, 1) - sub) * alpha
+        rnd = torch.from_numpy(back.blob_round[:, k]).view(-1, 1, 1)
+        alpha = (0.5 - torch.where(rnd, oval, rect) / pix).clamp_(0, 1)
+        alpha.mul_(_col(present))
+        colour = torch.from_numpy(back.blob_colour[:, k].astype(np.float32))
+        _blend(img, alpha.unsqueeze(1), colour.view(n, 3, 1, 1))
     return img
 
 
 def _draw_objects(img: Tensor, obj: Objects, size: int) -> Tensor:
     """Composite one layer of objects onto ``img`` in place; returns their alpha."""
     n = img.shape[0]
-    alpha_all = torch.zeros(n, size, size)
     rows = np.flatnonzero(obj.present)
     if rows.size == 0:
-        return alpha_all
+        return torch.zeros(n, size, size)
     o = _take(obj, rows)
     assert isinstance(o, Objects)
     g = _grid(size)
@@ -541,37 +549,36 @@ def _draw_objects(img: Tensor, obj: Objects, size: int) -> Tensor:
     a, b = _col(o.part_a), _col(o.part_b)
     groups = o.kind.astype(np.int64) * 3 + o.variant.astype(np.int64)
     for group in np.unique(groups):
-        sel = np.flatnonzero(groups == group)
-        idx = torch.from_numpy(sel)
+        idx = torch.from_numpy(np.flatnonzero(groups == group))
         kind, variant = divmod(int(group), 3)
-        d[idx] = _SHAPES[kind](
-            *(_rows(t, idx) for t in (u, v)), variant, *(_rows(t, idx) for t in (a, b))
-        )
+        u_k, v_k, a_k, b_k = (_rows(t, idx) for t in (u, v, a, b))
+        d[idx] = _SHAPES[kind](u_k, v_k, variant, a_k, b_k)
     pattern = torch.zeros_like(u)
     freq, angle = _col(o.pattern_freq), _col(o.pattern_angle)
     for kind in np.unique(o.pattern):
         if kind == 0:
             continue
         idx = torch.from_numpy(np.flatnonzero(o.pattern == kind))
-        pattern[idx] = _pattern(
-            int(kind), *(_rows(t, idx) for t in (u, v, freq, angle))
-        )
+        u_k, v_k, f_k, t_k = (_rows(t, idx) for t in (u, v, freq, angle))
+        pattern[idx] = _pattern(int(kind), u_k, v_k, f_k, t_k)
     d_px = d * (scale * (size / 2.0))  # local units to pixels
     alpha = (0.5 - d_px).clamp_(0, 1)
     outline = (d_px + 1.6).clamp_(0, 1)
-    light = (1.0 - 0.1 * u - 0.08 * v).mul_(1.0 - 0.35 * outline).unsqueeze(1)
-    c1 = torch.from_numpy(o.colour.astype(np.float32)).view(-1, 3, 1, 1)
-    c2 = torch.from_numpy(o.colour2.astype(np.float32)).view(-1, 3, 1, 1)
-    # (c1 + (c2 - c1) * pattern) * light, with the pattern lit on one channel
-    colour = torch.addcmul(c1 * light, c2 - c1, pattern.unsqueeze(1) * light)
-    if rows.size == n:  # every image has one: blend in place
-        img.add_((colour - img).mul_(alpha.unsqueeze(1)))
-        return alpha
-    idx = torch.from_numpy(rows)
-    sub = _rows(img, idx)
-    img[idx] = sub + (colour - sub).mul_(alpha.unsqueeze(1))
-    alpha_all[idx] = alpha
-    return alpha_all
+    light = (1.0 - 0.1 * u - 0.08 * v).mul_(1.0 - 0.35 * outline)
+    lit = light.mul_(alpha)  # paint * alpha = (c1 + (c2 - c1) * pattern) * lit
+    patterned = pattern.mul_(lit)
+    c1, c2 = np.zeros((n, 3), np.float32), np.zeros((n, 3), np.float32)
+    c1[rows], c2[rows] = o.colour, o.colour2
+    if rows.size < n:  # images without an object here get alpha 0
+        full = torch.zeros(3, n, size, size)
+        idx = torch.from_numpy(rows)
+        for plane, values in zip(full, (alpha, lit, patterned), strict=True):
+            plane[idx] = values
+        alpha, lit, patterned = full
+    img.mul_((1.0 - alpha).unsqueeze(1))
+    img.addcmul_(torch.from_numpy(c1).view(n, 3, 1, 1), lit.unsqueeze(1))
+    img.addcmul_(torch.from_numpy(c2 - c1).view(n, 3, 1, 1), patterned.unsqueeze(1))
+    return alpha
 
 
 def _blur(img: Tensor, sigma: np.ndarray) -> Tensor:
