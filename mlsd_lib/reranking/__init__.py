@@ -21,6 +21,9 @@ this order:
 Everything here is generic numpy over arrays the caller supplies (candidate
 ids, scores, embeddings, group and genre labels): it knows nothing about videos,
 series or which case study calls it.
+* :mod:`~mlsd_lib.reranking.product_collapse`: from ANN image hits to distinct products:
+  exact re-rank on stored vectors, images collapsed into products (best image each),
+  near-duplicate removal with each drop's reason.
 """
 
 from mlsd_lib.reranking.diversity import (

@@ -8,4 +8,14 @@ about this case study; the modules here hold what only it needs:
   (:class:`~mlsd_lib.visual.scale.VisualAssumptions`,
   :func:`~mlsd_lib.visual.scale.production_estimate`) and the chapter's measurements
   tied to it.
+* :mod:`~mlsd_lib.visual.catalogue_index`: the catalogue as search sees it: full
+  vectors, image -> product -> category, an IVF-PQ (or HNSW) index carrying the embedder
+  version; incremental adds; save/load.
+* :mod:`~mlsd_lib.visual.search`: :class:`~mlsd_lib.visual.search.VisualSearcher`, ANN
+  top 200 to 20 products (re-rank, collapse, dedup, filters) with every stage's list and
+  time; batch variant.
+* :mod:`~mlsd_lib.visual.availability`: the filter interface (product ids in, keep mask
+  out) and an in-memory table filter.
+* :mod:`~mlsd_lib.visual.fallback`: the degraded category-level answer when the index is
+  unavailable.
 """
