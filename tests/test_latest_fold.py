@@ -32,7 +32,11 @@ from mlsd_lib.features.latest_fold import (
     latest_state_key,
     latest_values_at,
 )
-from mlsd_lib.features.live_processor import LiveProcessorError, _fold_options
+from mlsd_lib.features.live_processor import (
+    LiveProcessor,
+    LiveProcessorError,
+    _fold_options,
+)
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.features.records import LIVE_GENERATION, record_key
 from mlsd_lib.features.stream_keys import dedup_key
@@ -52,6 +56,7 @@ from mlsd_lib.features.views import (
     StreamSource,
 )
 from mlsd_lib.features.windows import windowed_counts_in_order
+from mlsd_lib.redis_backend import RedisBackend
 
 STREAM = "entities_test"
 DAY0 = 1_699_920_000.0
@@ -277,3 +282,20 @@ def test_a_processor_process_folds_entity_events_by_name(real_redis_url) -> None
     finally:
         client.flushdb()
         client.close()
+
+
+def test_a_live_processor_thread_reports_when_a_backlog_is_folded() -> None:
+    client = fakeredis.FakeRedis()
+    backend = RedisBackend(client, "fakeredis", "in-process", "test", "(emulated)")
+    live = LiveProcessor(backend, FOLD, group="g", block_ms=5)
+    assert live.caught_up()  # no stream yet: nothing to fold
+    publish(client, STREAM, HAND_MADE)
+    assert not live.caught_up()  # its group does not even exist yet
+    with live:
+        waited = live.wait_caught_up(timeout_s=30)
+        assert waited >= 0 and live.caught_up()
+        assert served(client, [1], now=DAY0 + 50).iloc[0].tolist() == [3.0, 25.0, 1.0]
+        publish(client, STREAM, [event("p9", "price", 60.0, 30.0)])
+        live.wait_caught_up(timeout_s=30)
+        assert served(client, [1], now=DAY0 + 70).iloc[0, 1] == 30.0
+    assert live.stop()["applied"] == 9

@@ -191,6 +191,7 @@ def test_a_live_processor_process_hides_a_sold_out_product_within_seconds(
     try:
         publish_events(client, STREAM, events)
         with live:
+            assert live.wait_caught_up(timeout_s=60) >= 0
             sold_out = [
                 EntityEvent(f"sold-out-{i}", "stock", i, 0.0, END) for i in range(25)
             ]

@@ -17,7 +17,8 @@ stop. :class:`LiveProcessor` is that, with the same fold the backfill used:
   same :class:`~mlsd_lib.features.stream_processor.StreamProcessor` on the
   fold object itself (announced by :meth:`LiveProcessor.describe`).
 
-Either way :meth:`LiveProcessor.stop` asks it to finish what it holds and
+Either way :meth:`LiveProcessor.wait_caught_up` waits until a backlog is
+folded, and :meth:`LiveProcessor.stop` asks it to finish what it holds and
 returns what it did (the processor's counts).
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -93,6 +95,10 @@ def _fold_options(fold: StreamFold) -> dict[str, Any]:
             "(LiveProcessor(..., kind='thread'))."
         )
     return options
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _redis_url(backend: RedisBackend) -> str:
@@ -172,6 +178,40 @@ class LiveProcessor:
             for g in groups
         }
         return self.group in names
+
+    def caught_up(self) -> bool:
+        """Whether its group has read and acknowledged every event on the stream
+        (nothing pending, the last delivered id the stream's last)."""
+        client = self.backend.client
+        try:
+            groups = client.xinfo_groups(self.fold.stream)
+            last = client.xinfo_stream(self.fold.stream)["last-generated-id"]
+        except redis.ResponseError:  # no stream yet: nothing to fold
+            return True
+        for group in groups:
+            name = group["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == self.group:
+                delivered = group["last-delivered-id"]
+                return int(group["pending"]) == 0 and _text(delivered) == _text(last)
+        return False
+
+    def wait_caught_up(self, timeout_s: float = 120.0) -> float:
+        """Wait until :meth:`caught_up` (a backlog folded); return the seconds
+        waited, or raise :class:`LiveProcessorError` after ``timeout_s``."""
+        started = time.perf_counter()
+        alive = self._process
+        if not wait_until(
+            self.caught_up,
+            timeout_s=timeout_s,
+            interval_s=0.02,
+            give_up_if=None if alive is None else lambda: alive.poll() is not None,
+        ):
+            raise LiveProcessorError(
+                f"the stream processor had not folded stream {self.fold.stream!r} "
+                f"within {timeout_s:.0f} s{self._exit_note()}; is it running, and "
+                "is the backlog that large?"
+            )
+        return time.perf_counter() - started
 
     def _run_thread(self) -> None:
         try:
