@@ -37,4 +37,8 @@ Introduced in ``notebooks/feature_store.ipynb`` and
   one is measured against.
 * :mod:`~mlsd_lib.features.examples`: a small seeded ads example for the notebooks
   and the benchmark.
+* :mod:`~mlsd_lib.features.entity_events`: entity events (state changes and
+  occurrences).
+* :mod:`~mlsd_lib.features.latest_fold`: newest value per event type, plus counts.
+* :mod:`~mlsd_lib.features.event_log_files`: event logs as parquet by day and hour.
 """

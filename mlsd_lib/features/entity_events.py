@@ -1,9 +1,9 @@
 """Entity events on a Redis Stream: something happened to an entity, or it changed.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel A: "stock, price,
-24 h product CTR" kept fresh from the event stream). An :class:`EntityEvent`
-says that at some time an entity (a product, an ad, a listing: an integer id)
-was part of an event of some type, carrying one number:
+Introduced in ``casestudies/visual_search/03_data_and_features.ipynb`` (panel A: "stock,
+price, 24 h product CTR" kept fresh from the event stream). An :class:`EntityEvent` says
+that at some time an entity (a product, an ad, a listing: an integer id) was part of an
+event of some type, carrying one number:
 
 * a **change of state**, whose number is the new value: a price, or a stock
   bit mask. A :class:`~mlsd_lib.features.latest_fold.LatestValueFold` keeps the

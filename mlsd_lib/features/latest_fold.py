@@ -1,7 +1,7 @@
 """The latest-value fold: each entity's newest value per event type, plus counts.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel A: "streaming
-features: stock, price, 24 h product CTR"). Some features are not counts but
+Introduced in ``casestudies/visual_search/03_data_and_features.ipynb`` (panel A:
+"streaming features: stock, price, 24 h product CTR"). Some features are not counts but
 *states*: a product's price, the regions it is in stock in. The event that
 changes one carries the new value (the ``value`` of an
 :class:`~mlsd_lib.features.entity_events.EntityEvent`), and the feature is the

@@ -18,4 +18,7 @@ about this case study; the modules here hold what only it needs:
   out) and an in-memory table filter.
 * :mod:`~mlsd_lib.visual.fallback`: the degraded category-level answer when the index is
   unavailable.
+* :mod:`~mlsd_lib.visual.events`: the market as an event log (parquet, Redis Stream).
+* :mod:`~mlsd_lib.visual.product_features`: stock, price and 24 h counts in Redis.
+* :mod:`~mlsd_lib.visual.stock_filter`: the Redis-backed in-stock filter.
 """

@@ -1,11 +1,11 @@
 """The visual search market as events: the log on disk and on a Redis Stream.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 3: "query and click
-events to parquet and to a Redis Stream"). The market
-(:class:`~mlsd_lib.worlds.images_market.ImageMarket`) draws queries, the lists
-a policy showed, what shoppers did with them, and the catalogue's stock and
-price changes; :func:`visual_event_log` turns them into one event table, one
-row per thing that happened, in time order:
+Introduced in ``casestudies/visual_search/03_data_and_features.ipynb`` (step 3: "query
+and click events to parquet and to a Redis Stream"). The market
+(:class:`~mlsd_lib.worlds.images_market.ImageMarket`) draws queries, the lists a policy
+showed, what shoppers did with them, and the catalogue's stock and price changes;
+:func:`visual_event_log` turns them into one event table, one row per thing that
+happened, in time order:
 
 * ``query``: a shopper sent a photo. It concerns no product yet (the product
   photographed is the world's secret, never logged), so its ``product_id`` is

@@ -1,10 +1,10 @@
 """Product features in Redis: stock, price and 24 h click-through, kept fresh.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel A: "streaming
-features: stock, price, 24 h product CTR"; the requirement "an out-of-stock
-product disappears from results within 5 minutes"). Features here are about
-products, not users: filters and tie-breakers applied after the visual match,
-never inputs to the embedder.
+Introduced in ``casestudies/visual_search/03_data_and_features.ipynb`` (panel A:
+"streaming features: stock, price, 24 h product CTR"; the requirement "an out-of-stock
+product disappears from results within 5 minutes"). Features here are about products,
+not users: filters and tie-breakers applied after the visual match, never inputs to the
+embedder.
 
 :func:`product_fold` is the stream processor's fold for the visual events
 (:mod:`~mlsd_lib.visual.events`): the generic latest-value fold

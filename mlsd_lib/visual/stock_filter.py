@@ -1,11 +1,10 @@
 """The in-stock filter: which products a shopper in one region can buy now, from Redis.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel B, step 5:
-"Redis: stock, price, region; filter; return 20"). Stock changes by the
-minute, so it cannot live in the index; the stream processor keeps each
-product's in-stock region mask in Redis
-(:mod:`~mlsd_lib.visual.product_features`) and :class:`InStockFilter` reads
-it after the search, for the products that survived collapse and dedup.
+Introduced in ``casestudies/visual_search/03_data_and_features.ipynb`` (panel B, step 5:
+"Redis: stock, price, region; filter; return 20"). Stock changes by the minute, so it
+cannot live in the index; the stream processor keeps each product's in-stock region mask
+in Redis (:mod:`~mlsd_lib.visual.product_features`) and :class:`InStockFilter` reads it
+after the search, for the products that survived collapse and dedup.
 
 It implements :class:`~mlsd_lib.visual.availability.ProductFilter`: called
 with distinct product ids, it returns True where the product is in stock in

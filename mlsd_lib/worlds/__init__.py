@@ -22,6 +22,8 @@ optimum.
   legacy, oracle) in :mod:`~mlsd_lib.worlds.recsys_policies`, the
   impression log in :mod:`~mlsd_lib.worlds.recsys_log`, and a policy serving
   precomputed ranked lists in :mod:`~mlsd_lib.worlds.recsys_list_policy`.
+* :mod:`~mlsd_lib.worlds.images_market`: the image world's shoppers and market over time
+  (queries, clicks and saves on any shown list, stock and price changes).
 """
 
 from mlsd_lib.worlds.ads import (

@@ -1,11 +1,11 @@
 """The image world's market: shoppers who photograph products, and a catalogue
 whose stock and prices move.
 
-Introduced in ``casestudies/visual_search/index.md`` (the synthetic world:
-"shoppers issue queries for products they saw and click results according to
-their true relevance"). :class:`~mlsd_lib.worlds.images.ImageWorld` knows
-products and how they look; :class:`ImageMarket` adds the people and the
-time, over ``days`` simulated days (world time: seconds since day 0):
+Introduced in ``casestudies/visual_search/03_data_and_features.ipynb`` (the synthetic
+world: "shoppers issue queries for products they saw and click results according to
+their true relevance"). :class:`~mlsd_lib.worlds.images.ImageWorld` knows products and
+how they look; :class:`ImageMarket` adds the people and the time, over ``days``
+simulated days (world time: seconds since day 0):
 
 * **Shoppers** each live in one of ``len(region_shares)`` regions and are
   heavy-tailed in activity (lognormal weights). A **query** is a shopper
