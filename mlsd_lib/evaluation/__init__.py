@@ -27,6 +27,8 @@ a naive join inflates a model's offline quality.
   embedder, the index or a later stage.
 * :mod:`~mlsd_lib.evaluation.dedup`: the near-duplicate threshold for a stated
   precision, and its precision-recall curve.
+* :mod:`~mlsd_lib.evaluation.image_grids`: image grids for retrieval: queries beside
+  their results, framed green when correct and red when not.
 """
 
 from mlsd_lib.evaluation.ab_test import (

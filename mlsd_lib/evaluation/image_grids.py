@@ -1,13 +1,13 @@
 """Image grids a reader can check by eye: queries beside their results, framed.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 2: "image grids a
-reader can look at (queries beside their results, with correct ones
-marked)"). A recall of 0.2 says how often a model is right; a grid of ten
-queries and their top five says *how* it is wrong (the right colour on the
-wrong shape, a look-alike, the background matched instead of the product),
-which is what an interviewer asks next. Two figures, built without pyplot
-state like :mod:`~mlsd_lib.evaluation.plots`, so they work under Agg in tests
-and show once as a cell's last expression:
+Introduced in ``casestudies/visual_search/02_framing_and_baselines.ipynb`` (step 2:
+"image grids a reader can look at (queries beside their results, with correct ones
+marked)"). A recall of 0.2 says how often a model is right; a grid of ten queries and
+their top five says *how* it is wrong (the right colour on the wrong shape, a
+look-alike, the background matched instead of the product), which is what an interviewer
+asks next. Two figures, built without pyplot state like
+:mod:`~mlsd_lib.evaluation.plots`, so they work under Agg in tests and show once as a
+cell's last expression:
 
 * :func:`image_grid_figure`: images in rows, each optionally framed in a
   colour, titled and with a box drawn on it (a user photo's true box);

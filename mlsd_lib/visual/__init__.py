@@ -21,4 +21,10 @@ about this case study; the modules here hold what only it needs:
 * :mod:`~mlsd_lib.visual.events`: the market as an event log (parquet, Redis Stream).
 * :mod:`~mlsd_lib.visual.product_features`: stock, price and 24 h counts in Redis.
 * :mod:`~mlsd_lib.visual.stock_filter`: the Redis-backed in-stock filter.
+* :mod:`~mlsd_lib.visual.oracle`: the catalogue ranked by true similarity (the
+  yardstick) and the duplicate ceiling by listing id.
+* :mod:`~mlsd_lib.visual.retrieval_quality`: recall@K by item and graded NDCG for
+  vectors or ranked lists.
+* :mod:`~mlsd_lib.visual.photo_gap`: recall along the catalogue-to-user-photo dial
+  (:meth:`~mlsd_lib.worlds.images_config.QueryStyle.interpolate`).
 """

@@ -1,10 +1,10 @@
 """The oracle: the catalogue ranked by the true similarity, and what pixels can reach.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 2: "ranks the
-catalogue with an oracle that knows the true identities and parameters").
-In production nobody knows how good recall@K or NDCG could be; in the image
-world the graded similarity of every pair of products is a known function of
-their parameters, so the best possible ranking can be written down:
+Introduced in ``casestudies/visual_search/02_framing_and_baselines.ipynb`` (step 2:
+"ranks the catalogue with an oracle that knows the true identities and parameters"). In
+production nobody knows how good recall@K or NDCG could be; in the image world the
+graded similarity of every pair of products is a known function of their parameters, so
+the best possible ranking can be written down:
 
 * :func:`relevance_matrix`: the true similarity of each query's product to
   every gallery product (the gains of graded NDCG), computed in chunks;

@@ -1,9 +1,9 @@
 """The catalogue/user photo gap as a dial: recall as photos drift from catalogue shots.
 
-Introduced in ``casestudies/visual_search/index.md`` (follow-up "Catalogue
-photos are clean; user photos are not. How do you close the gap?": "In the
-synthetic world the gap is a parameter, so its effect on recall can be
-measured directly"). The image world's
+Introduced in ``casestudies/visual_search/02_framing_and_baselines.ipynb`` (follow-up
+"Catalogue photos are clean; user photos are not. How do you close the gap?": "In the
+synthetic world the gap is a parameter, so its effect on recall can be measured
+directly"). The image world's
 :meth:`~mlsd_lib.worlds.images_config.QueryStyle.interpolate` sizes the gap
 with one number ``t``: 0 is a photo taken like a catalogue shot, 1 a phone
 photo (or, with other ends, a camera shift). :func:`recall_along_gap`

@@ -1,9 +1,9 @@
 """One row of offline quality for any ranking: recall@K by item and graded NDCG.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 2: the metrics are
-"recall@K on unseen products and graded NDCG"). The oracle, the baselines and
-later the learned embedder are compared in one table, so they are measured by
-one function each, with the same two conventions:
+Introduced in ``casestudies/visual_search/02_framing_and_baselines.ipynb`` (step 2: the
+metrics are "recall@K on unseen products and graded NDCG"). The oracle, the baselines
+and later the learned embedder are compared in one table, so they are measured by one
+function each, with the same two conventions:
 
 * **Recall@K counts items, not listings.** A merchant's duplicate listing is
   the same item under a new id; a user who photographs it and gets the
