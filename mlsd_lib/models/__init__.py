@@ -55,6 +55,19 @@ Retrieval and ranking (the recommender case study), on
   baselines an image embedder must beat.
 * :mod:`~mlsd_lib.models.compute_cost`: a model's counted multiply-adds and measured
   throughput, for capacity plans.
+* :mod:`~mlsd_lib.models.image_embedder`:
+  :class:`~mlsd_lib.models.image_embedder.ImageEmbedder`, a small CNN mapping an image
+  to a unit vector, and :func:`~mlsd_lib.models.image_embedder.embed_images`.
+* :mod:`~mlsd_lib.models.image_augment`: batched augmentations that turn a catalogue
+  shot into a user-like photo.
+* :mod:`~mlsd_lib.models.pk_sampler`: batches of P products x K images.
+* :mod:`~mlsd_lib.models.metric_losses`: metric-learning losses by name, from
+  ``pytorch-metric-learning``.
+* :mod:`~mlsd_lib.models.multi_similarity`: the multi-similarity loss and its miner
+  written out in plain torch, to teach them.
+* :mod:`~mlsd_lib.models.embedder_training`:
+  :func:`~mlsd_lib.models.embedder_training.train_embedder`, supervised or
+  self-supervised, from one frozen config.
 """
 
 from mlsd_lib.models.baselines import MatrixFactorization, MostPopular

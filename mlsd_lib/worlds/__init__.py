@@ -24,6 +24,14 @@ optimum.
   precomputed ranked lists in :mod:`~mlsd_lib.worlds.recsys_list_policy`.
 * :mod:`~mlsd_lib.worlds.images_market`: the image world's shoppers and market over time
   (queries, clicks and saves on any shown list, stock and price changes).
+* :mod:`~mlsd_lib.worlds.images_config`: the image world's knobs
+  (:class:`~mlsd_lib.worlds.images_config.ImageWorldConfig`) and how a user's photo
+  differs from a catalogue shot (:class:`~mlsd_lib.worlds.images_config.QueryStyle`).
+* :mod:`~mlsd_lib.worlds.images_render`: the vectorized renderer (signed-distance
+  shapes, patterns, rooms, camera).
+* :mod:`~mlsd_lib.worlds.images`: :class:`~mlsd_lib.worlds.images.ImageWorld`, products
+  with true identities, catalogue images, user photos with boxes, duplicates and graded
+  similarity.
 """
 
 from mlsd_lib.worlds.ads import (
