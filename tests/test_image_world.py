@@ -6,8 +6,10 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from mlsd_lib.errors import MlsdError
+from mlsd_lib.worlds import images_render
 from mlsd_lib.worlds.images import ImageWorld, ImageWorldError
 from mlsd_lib.worlds.images_config import ImageConfigError, ImageWorldConfig, QueryStyle
 from mlsd_lib.worlds.images_render import KINDS, hashed_uniform, masks_to_boxes
@@ -62,6 +64,25 @@ def test_a_products_shots_do_not_depend_on_the_others_rendered(world):
     rows = np.concatenate([np.flatnonzero(full.product_ids == p) for p in some])
     assert np.array_equal(part.images, full.images[rows])
     assert np.array_equal(part.image_ids, full.image_ids[rows])
+
+
+def test_the_bytes_do_not_depend_on_the_thread_count(world, monkeypatch):
+    # a quiet machine as the renderer sees it, so two threads really run
+    monkeypatch.setattr(images_render.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    before = torch.get_num_threads()
+    ids = world.test_products[:12]
+    shots = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            q = world.queries(ids, seed=6)
+            shots.append(
+                (q.images.images, q.crops().images, world.catalogue(ids).images)
+            )
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*shots, strict=True):
+        assert np.array_equal(one, two)
 
 
 def test_hashed_uniforms_are_a_function_of_their_keys():

@@ -17,9 +17,9 @@ subject) and a camera (:class:`Camera`: brightness, contrast, colour cast,
 Gaussian blur, sensor noise). :func:`render` takes them as arrays of
 per-image parameters and returns ``uint8`` images and the subject's mask;
 the world (:mod:`mlsd_lib.worlds.images`) decides the parameters. The
-arithmetic runs in torch on CPU, in chunks small enough for the cache: on a
-2-core machine about two thousand 64 x 64 photos a second
-(``benchmarks/image_render.py``).
+arithmetic runs in torch on CPU (on one thread when the machine is busy:
+:func:`one_torch_thread`), in chunks small enough for the cache: thousands of
+64 x 64 images a second (``benchmarks/image_render.py``).
 
 Drawing with SDFs rather than a rasteriser or a 3-D engine is the choice that
 keeps the world dependency-free, vectorized and exact: a mask is a threshold,
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +50,7 @@ __all__ = [
     "hashed_uniform",
     "hsv_to_rgb",
     "masks_to_boxes",
+    "one_torch_thread",
     "render",
 ]
 
@@ -70,6 +73,32 @@ PATTERNS = ("plain", "stripes", "dots", "checks", "rings", "zigzag")
 CHUNK = 128
 #: Blobs of clutter per cluttered backdrop.
 N_BLOBS = 3
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run the block on one torch thread when the machine is busy.
+
+    The renderer's tensors are small (a chunk is a few MB). On a quiet 2-core
+    machine two OpenMP threads render about 1.5 times faster than one; on a
+    busy one (a shared CI runner, another job training beside it) threads
+    that spin waiting for each other made rendering 7 times *slower* than one
+    thread (measured at a load of 8 on 2 cores). So: one thread while the
+    1-minute load average is at least the number of cores less one half, the
+    caller's setting otherwise, restored after. The bytes are the same either
+    way (the tests check 1 and 2 threads).
+    """
+    before = torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    busy = os.getloadavg()[0] >= cores - 0.5 if hasattr(os, "getloadavg") else False
+    if before == 1 or not busy:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def hashed_uniform(*keys: np.ndarray | int) -> np.ndarray:
@@ -636,6 +665,17 @@ def render(
     generator seeded with ``noise_seed`` and the chunk's number, so the same
     arguments give the same bytes.
     """
+    with one_torch_thread():
+        return _render(size, backdrop, layers, camera, noise_seed)
+
+
+def _render(
+    size: int,
+    backdrop: Backdrop,
+    layers: Sequence[Objects],
+    camera: Camera | None,
+    noise_seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     n = backdrop.base.shape[0]
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     subject = np.zeros((n, size, size), dtype=np.float32)
@@ -700,15 +740,15 @@ def crop_boxes(
     theta[:, 0, 2] = centre_x / (w / 2.0) - 1.0
     theta[:, 1, 1] = half / (h / 2.0)
     theta[:, 1, 2] = centre_y / (h / 2.0) - 1.0
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
-        src = torch.from_numpy(images[start:stop]).permute(0, 3, 1, 2).float()
-        t = torch.from_numpy(theta[start:stop])
-        grid = F.affine_grid(t, [stop - start, 3, size, size], align_corners=False)
-        crop = F.grid_sample(
-            src, grid, mode="bilinear", padding_mode="border", align_corners=False
-        )
-        out[start:stop] = (
-            crop.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        )
+    with one_torch_thread():
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            src = torch.from_numpy(images[start:stop]).permute(0, 3, 1, 2).float()
+            t = torch.from_numpy(theta[start:stop])
+            grid = F.affine_grid(t, [stop - start, 3, size, size], align_corners=False)
+            crop = F.grid_sample(
+                src, grid, mode="bilinear", padding_mode="border", align_corners=False
+            )
+            crop = crop.add_(0.5).clamp_(0, 255).to(torch.uint8)
+            out[start:stop] = crop.permute(0, 2, 3, 1).numpy()
     return out
