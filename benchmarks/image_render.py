@@ -12,14 +12,22 @@ a 2-core machine: the notebooks render their worlds in a few seconds, and
 training draws fresh photos each epoch. ``--quick`` times the ``quick``
 preset instead.
 
+On a shared machine wall-clock rates fall with the load, so the JSON also
+gives ``load_1min`` (the 1-minute load average when the run ended) and
+``images_per_cpu_s`` (images per CPU-second of this process: what one core
+does, whatever the neighbours do; the renderer drops to one torch thread when
+the machine is busy, see ``mlsd_lib.worlds.images_render.one_torch_thread``).
+
 The last line on stdout is one JSON object: ``{"images_per_s": ...,
-"catalogue_images_per_s": ..., "query_images_per_s": ...}`` plus the sizes.
+"catalogue_images_per_s": ..., "query_images_per_s": ...}`` plus those and
+the sizes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -37,21 +45,25 @@ def main() -> None:
     products = world.products["product_id"].to_numpy()
     repeats = 3
 
-    catalogue_s = query_s = float("inf")
+    catalogue_s = query_s = cpu_s = float("inf")
     n_catalogue = n_query = 0
     for attempt in range(repeats):
+        cpu = time.process_time()
         start = time.perf_counter()
         catalogue = world.catalogue(products)
         catalogue_s = min(catalogue_s, time.perf_counter() - start)
         start = time.perf_counter()
         queries = world.queries(products, seed=attempt)
         query_s = min(query_s, time.perf_counter() - start)
+        cpu_s = min(cpu_s, time.process_time() - cpu)
         n_catalogue, n_query = len(catalogue), len(queries)
     total = n_catalogue + n_query
     result = {
         "images_per_s": round(total / (catalogue_s + query_s)),
         "catalogue_images_per_s": round(n_catalogue / catalogue_s),
         "query_images_per_s": round(n_query / query_s),
+        "images_per_cpu_s": round(total / cpu_s),
+        "load_1min": round(os.getloadavg()[0], 2),
         "catalogue_images": n_catalogue,
         "query_images": n_query,
         "products": int(np.unique(products).size),

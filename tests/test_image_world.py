@@ -430,12 +430,18 @@ def test_pixels_and_colour_histograms_rarely_match_photos_to_the_catalogue(
 
 @pytest.mark.quality
 def test_render_speed_meets_the_bar(quick_world):
-    """2,000 images/s is the bar on a quiet 2-core machine (benchmarks/image_render.py);
-    the test allows 25% for a shared one."""
+    """Photos per CPU-second on one torch thread: what one core renders, however
+    busy the machine (wall-clock rates, in benchmarks/image_render.py, fall with
+    the load). About 2,000 measured; 1,500 asserted, for a slower core."""
     products = quick_world.products["product_id"].to_numpy()
-    best = float("inf")
-    for seed in range(3):
-        start = time.perf_counter()
-        quick_world.queries(products, seed=seed)
-        best = min(best, time.perf_counter() - start)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        best = float("inf")
+        for seed in range(3):
+            start = time.process_time()
+            quick_world.queries(products, seed=seed)
+            best = min(best, time.process_time() - start)
+    finally:
+        torch.set_num_threads(before)
     assert products.size / best >= 1500
