@@ -25,7 +25,8 @@ monitoring are pure functions:
 * :mod:`~mlsd_lib.evaluation`, :mod:`~mlsd_lib.monitoring`: metrics, A/B
   tests, drift;
 * :mod:`~mlsd_lib.capacity`: back-of-the-envelope estimates;
-* :mod:`~mlsd_lib.adclick`, :mod:`~mlsd_lib.recsys`: each case study's glue.
+* :mod:`~mlsd_lib.adclick`, :mod:`~mlsd_lib.recsys`, :mod:`~mlsd_lib.visual`: each case
+  study's glue.
 """
 
 __version__ = "0.1.0"

@@ -14,8 +14,10 @@ On a batch of unit vectors with cosine similarities ``S`` (Wang et al. 2019):
    Easy pairs drop out, so the gradient is spent on the confusions.
 2. **Weigh.** Each kept pair counts by how it compares with the others:
 
-   ``L_i = 1/alpha * log(1 + sum_pos exp(-alpha (S_ij - base)))
-         + 1/beta  * log(1 + sum_neg exp( beta (S_ik - base)))``
+   ::
+
+       L_i = 1/alpha * log(1 + sum_pos exp(-alpha (S_ij - base)))
+           + 1/beta  * log(1 + sum_neg exp( beta (S_ik - base)))
 
    The soft-max inside each sum gives the hardest positive and the hardest
    negative most of the weight; ``beta`` (50) is large, so a negative above

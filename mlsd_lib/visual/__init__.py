@@ -27,4 +27,7 @@ about this case study; the modules here hold what only it needs:
   vectors or ranked lists.
 * :mod:`~mlsd_lib.visual.photo_gap`: recall along the catalogue-to-user-photo dial
   (:meth:`~mlsd_lib.worlds.images_config.QueryStyle.interpolate`).
+* :mod:`~mlsd_lib.visual.offline_report`: the offline evaluation on one exam: recall by
+  exact search, ANN recall, miss attribution, dedup threshold, crops against whole
+  photos, graded NDCG, the index sweep.
 """

@@ -6,7 +6,7 @@ similar two products truly are, or which listings are the same item sold
 twice. This world does, because every image is rendered from explicit
 parameters (:mod:`mlsd_lib.worlds.images_render`):
 
-* **Products** (:attr:`ImageWorld.products`, one row per ``product_id``) belong
+* **Products** (``ImageWorld.products``, one row per ``product_id``) belong
   to a *category* (a shape kind: vase, box, lamp, bottle, chair, bag, star,
   mug, umbrella, heart) and a style *family* within it, which fixes the shape
   variant, the pattern type and the palette; products of one family differ in
@@ -291,7 +291,7 @@ def similarity_of(products: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> np.nd
         ``k(log(aspect_a / aspect_b), 0.12) * k(part_a diff, 0.2) * k(part_b
         diff, 0.2)``.
 
-    ``products`` is :attr:`ImageWorld.products` (ids are row positions).
+    ``products`` is ``ImageWorld.products`` (ids are row positions).
     """
     a, b = np.broadcast_arrays(np.asarray(a, np.int64), np.asarray(b, np.int64))
     col = {c: products[c].to_numpy() for c in products.columns}
