@@ -39,7 +39,10 @@ come back) is the A/B test's job, a later chapter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -328,14 +331,39 @@ def build_catalogue(
     default: the serving IVF-PQ,
     :func:`~mlsd_lib.visual.catalogue_index.default_catalogue_spec`)."""
     gallery = exam.gallery
-    return CatalogueIndex.build(
-        vectors.gallery,
-        gallery.image_ids,
-        gallery.product_ids,
-        gallery.category_ids,
-        embedder_version=OFFLINE_VERSION,
-        spec=spec or default_catalogue_spec(vectors.gallery.shape[1]),
-    )
+    with _small_training_set_quiet():
+        return CatalogueIndex.build(
+            vectors.gallery,
+            gallery.image_ids,
+            gallery.product_ids,
+            gallery.category_ids,
+            embedder_version=OFFLINE_VERSION,
+            spec=spec or default_catalogue_spec(vectors.gallery.shape[1]),
+        )
+
+
+@contextmanager
+def _small_training_set_quiet() -> Iterator[None]:
+    """Silence faiss's C-level stderr while an exam-sized index trains.
+
+    faiss's k-means prints "WARNING clustering n points to 256 centroids:
+    please provide at least 9984 training points" once per PQ sub-quantizer
+    (32 lines) when a catalogue has fewer than 39 images per centroid, as an
+    exam's few thousand gallery images do. The codebooks are trained all the
+    same, and the recall this report measures against exact search is the
+    check on them; the warning only buries a notebook's output.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def evaluate_pipeline(
