@@ -140,8 +140,8 @@ def held_out_queries(
 
     Introduced in ``casestudies/visual_search/index.md``. The photos are
     ``world.queries(test products, seed)`` in the world's query style; use a
-    seed no training set uses (:data:`~mlsd_lib.visual.training_images.
-    TRAINING_PHOTO_SEED` and above are training's).
+    seed no training set uses (training's photos take
+    :data:`~mlsd_lib.visual.training_images.TRAINING_PHOTO_SEED` and above).
     """
     if (
         isinstance(photos_per_product, bool)
