@@ -73,7 +73,11 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.gateway = GatewayState(config, store, deployments, reload=reload)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=config.max_body_bytes,
+        advice=config.body_limit_advice,
+    )
     require_key = api_key_checker(None if config.auth_disabled else config.api_key)
     if deployments is not None:
         app.include_router(scoring_router(config.max_candidates, require_key))

@@ -140,9 +140,10 @@ class GatewayConfig:
     ``api_key`` is compared in constant time with the ``X-API-Key`` header. A
     gateway without a key refuses to start unless ``auth_disabled=True`` says so
     explicitly (a notebook on loopback may want that; a deployment never does).
-    Timeouts bound each dependency call; a request never waits longer than
-    ``feature_timeout_s + 2 * model_timeout_s`` (the second model budget only when
-    it falls back) plus the gateway's own work.
+    ``body_limit_advice`` ends the 413 that a body over ``max_body_bytes``
+    gets: what to send instead. Timeouts bound each dependency call; a request
+    never waits longer than ``feature_timeout_s + 2 * model_timeout_s`` (the
+    second model budget only when it falls back) plus the gateway's own work.
     """
 
     impression_log_path: str
@@ -151,6 +152,7 @@ class GatewayConfig:
     entities: EntityMapping = field(default_factory=EntityMapping)
     max_candidates: int = 500
     max_body_bytes: int = 64 * 1024
+    body_limit_advice: str = "Send fewer candidates per request."
     feature_timeout_s: float = 0.05
     model_timeout_s: float = 0.2
     readiness_timeout_s: float = 1.0

@@ -33,12 +33,23 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class BodyLimitMiddleware:
-    """Answer 413 to any HTTP request whose body exceeds ``max_body_bytes``."""
+#: What a 413 tells the client to do, unless the gateway says otherwise.
+DEFAULT_BODY_ADVICE = "Send fewer candidates per request."
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+
+class BodyLimitMiddleware:
+    """Answer 413 to any HTTP request whose body exceeds ``max_body_bytes``.
+
+    ``advice`` ends the message: what the client should send instead (a
+    scoring gateway: fewer candidates; an image search: a smaller photo).
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, advice: str = DEFAULT_BODY_ADVICE
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.advice = advice
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,7 +91,7 @@ class BodyLimitMiddleware:
     async def _too_large(self, send: Send, size: str) -> None:
         detail = (
             f"request body is {size} bytes; this gateway accepts at most "
-            f"{self.max_body_bytes} bytes. Send fewer candidates per request."
+            f"{self.max_body_bytes} bytes. {self.advice}"
         )
         payload = json.dumps({"detail": detail}).encode()
         await send(
