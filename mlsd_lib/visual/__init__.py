@@ -30,4 +30,18 @@ about this case study; the modules here hold what only it needs:
 * :mod:`~mlsd_lib.visual.offline_report`: the offline evaluation on one exam: recall by
   exact search, ANN recall, miss attribution, dedup threshold, crops against whole
   photos, graded NDCG, the index sweep.
+* Serving (``POST /v1/visual/search``): :mod:`~mlsd_lib.visual.query_image` (decode,
+  crop, resize the photo), :mod:`~mlsd_lib.visual.served_embedder` (the embedder as
+  served: pixels in, a unit vector out), :mod:`~mlsd_lib.visual.regions` (precomputed
+  region embeddings), :mod:`~mlsd_lib.visual.pipeline` (one request stage by stage, or a
+  degraded page), :mod:`~mlsd_lib.visual.gateway` (the route on the generic gateway),
+  :mod:`~mlsd_lib.visual.release` (the embedder and the index it built, one version),
+  :mod:`~mlsd_lib.visual.bundle` (what a server loads from disk),
+  :mod:`~mlsd_lib.visual.quick_release` (a seeded release in one call),
+  :mod:`~mlsd_lib.visual.recipes` (which world, embedder and index the chapters use),
+  :mod:`~mlsd_lib.visual.search_server` (the app under uvicorn),
+  :mod:`~mlsd_lib.visual.search_load` and :mod:`~mlsd_lib.visual.search_traffic` (load
+  and background traffic with every answer kept).
+* :mod:`~mlsd_lib.visual.training_images`: what the embedder may learn from: the
+  training products' catalogue images and photos, never a test one.
 """
