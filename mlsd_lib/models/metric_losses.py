@@ -52,9 +52,13 @@ __all__ = [
     "metric_loss",
 ]
 
+#: Pair-based losses: they learn from the pairs a batch holds (a miner picks them).
 PAIR_LOSSES: tuple[str, ...] = ("contrastive", "multi_similarity")
+#: Proxy-based losses: one learned centre per product, optimized with the model.
 PROXY_LOSSES: tuple[str, ...] = ("proxy_anchor", "normalized_softmax")
+#: Losses that need no labels: two augmented views of one image are the positives.
 SELF_SUPERVISED_LOSSES: tuple[str, ...] = ("ntxent",)
+#: Every loss name :func:`metric_loss` knows.
 LOSSES: tuple[str, ...] = PAIR_LOSSES + PROXY_LOSSES + SELF_SUPERVISED_LOSSES
 
 
