@@ -17,13 +17,13 @@ this order:
   evaluation.
 * :mod:`~mlsd_lib.reranking.batch_exploration`: the same exploration slots for a
   batch of feeds at once, with exact propensities.
-
-Everything here is generic numpy over arrays the caller supplies (candidate
-ids, scores, embeddings, group and genre labels): it knows nothing about videos,
-series or which case study calls it.
 * :mod:`~mlsd_lib.reranking.product_collapse`: from ANN image hits to distinct products:
   exact re-rank on stored vectors, images collapsed into products (best image each),
   near-duplicate removal with each drop's reason.
+
+Everything here is generic numpy over arrays the caller supplies (candidate
+ids, scores, embeddings, group and genre labels): it knows nothing about videos,
+products or which case study calls it.
 """
 
 from mlsd_lib.reranking.diversity import (
