@@ -103,6 +103,7 @@ class EmbedderTrainingConfig:
     augment_strength: float = 1.0
     seed: int = 0
     num_threads: int | None = None
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -229,10 +230,17 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     views: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    bf16: bool = False,
 ) -> float:
-    """Embed ``views``, compute the loss, take one optimizer step; the loss value."""
-    embeddings = model(views.contiguous(memory_format=torch.channels_last))
-    value = loss(embeddings, labels)
+    """Embed ``views``, compute the loss, take one optimizer step; the loss value.
+
+    With ``bf16`` the forward pass runs under CPU autocast to bfloat16 (the
+    loss, on the embeddings cast back, in float32).
+    """
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        embeddings = model(views.contiguous(memory_format=torch.channels_last))
+    value = loss(embeddings.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     value.backward()
     optimizer.step()
@@ -319,7 +327,9 @@ def train_embedder(
                     views_config,
                     config.self_supervised,
                 )
-                curve[step] = train_step(model, loss, optimizer, views, view_labels)
+                curve[step] = train_step(
+                    model, loss, optimizer, views, view_labels, bf16=config.bf16
+                )
                 if step % 10 == 0 or step == config.steps - 1:
                     bar.set_postfix(loss=f"{curve[step]:.4f}")
     finally:

@@ -84,7 +84,7 @@ class Augmentation:
     """
 
     scale: Range = (0.7, 1.3)
-    aspect: Range = (0.8, 1.2)
+    aspect: Range = (0.7, 1.2)
     rotation: float = 25.0
     shift: float = 0.25
     flip: float = 0.0
@@ -193,10 +193,25 @@ def foreground_mask(
     plain = border.std(dim=2).amax(dim=1) <= plain_std
     distance = (images - backdrop[:, :, None, None]).abs().amax(dim=1, keepdim=True)
     mask = ((distance - threshold) / threshold).clamp(0.0, 1.0)
-    mask = F.max_pool2d(mask, 5, stride=1, padding=2)  # dilate
-    mask = -F.max_pool2d(-mask, 5, stride=1, padding=2)  # then erode: a closing
+    mask = -_max_filter(-_max_filter(mask, 5), 5)  # dilate, then erode: a closing
     mask = torch.where(plain[:, None, None, None], mask, torch.ones_like(mask))
     return mask, backdrop
+
+
+def _max_filter(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A ``size`` x ``size`` moving maximum (beyond the edge counts as -inf), as
+    running maxima of shifted copies: cheaper than a stride-1 max pooling."""
+    half = size // 2
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (half, half, 0, 0), value=float("-inf"))
+    rows = padded[..., :, :w]
+    for shift in range(1, size):
+        rows = torch.maximum(rows, padded[..., :, shift : shift + w])
+    padded = F.pad(rows, (0, 0, half, half), value=float("-inf"))
+    out = padded[..., :h, :]
+    for shift in range(1, size):
+        out = torch.maximum(out, padded[..., shift : shift + h, :])
+    return out
 
 
 def _warp(
@@ -227,8 +242,34 @@ def _warp(
     return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
 
 
+def _colours(
+    n: int,
+    saturation: tuple[float, float],
+    value: tuple[float, float],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``(n, 3, 1, 1)`` colours of random hue, saturation and value in the ranges.
+
+    Rooms are mostly muted (walls, floors, furniture), so clutter is drawn in
+    HSV with a capped saturation rather than uniformly in RGB, which would make
+    most backdrops loud.
+    """
+    hue = torch.rand(n, 1, generator=generator)
+    sat = _uniform(saturation, n, generator).view(n, 1)
+    val = _uniform(value, n, generator).view(n, 1)
+    k = (torch.tensor([5.0, 3.0, 1.0]) + hue * 6) % 6
+    ramp = torch.minimum(torch.minimum(k, 4 - k), torch.ones(1)).clamp(min=0)
+    return (val - val * sat * ramp).view(n, 3, 1, 1)
+
+
 def _clutter(n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
-    """Room-like backdrops: a two-colour gradient, stripes, then blobs and boxes."""
+    """Room-like backdrops: a two-colour gradient, stripes, then blobs and boxes.
+
+    Drawn at half resolution and upsampled: a backdrop has no fine detail to
+    lose, and the draw costs a quarter.
+    """
+    full = (h, w)
+    h, w = max(h // 2, 1), max(w // 2, 1)
     ys = torch.linspace(-1, 1, h).view(1, h, 1)
     xs = torch.linspace(-1, 1, w).view(1, 1, w)
 
@@ -237,12 +278,13 @@ def _clutter(n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor
 
     phi = (rand(n) * 2 * math.pi).view(n, 1, 1)
     t = ((xs * phi.cos() + ys * phi.sin()) / 2 + 0.5).unsqueeze(1)
-    start, end = 0.1 + 0.8 * rand(n, 3, 1, 1), 0.1 + 0.8 * rand(n, 3, 1, 1)
+    start = _colours(n, (0.05, 0.5), (0.3, 0.9), generator)
+    end = _colours(n, (0.05, 0.5), (0.3, 0.9), generator)
     room = start * (1 - t) + end * t
     psi = (rand(n) * 2 * math.pi).view(n, 1, 1)
     freq = (3 + 12 * rand(n)).view(n, 1, 1)
     stripes = torch.sin(freq * (xs * psi.cos() + ys * psi.sin()) + 6.3 * rand(n, 1, 1))
-    room = room + (0.12 * rand(n, 1, 1) * stripes).unsqueeze(1)
+    room = room + (0.1 * rand(n, 1, 1) * stripes).unsqueeze(1)
     for _ in range(4):
         cx, cy = (rand(n, 1, 1) * 2 - 1), (rand(n, 1, 1) * 2 - 1)
         rx, ry = 0.1 + 0.4 * rand(n, 1, 1), 0.1 + 0.4 * rand(n, 1, 1)
@@ -253,8 +295,9 @@ def _clutter(n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor
             (dx.abs() < 1) & (dy.abs() < 1),
             dx.pow(2) + dy.pow(2) < 1,
         ) & (rand(n, 1, 1) < 0.7)
-        colour = 0.05 + 0.9 * rand(n, 3, 1, 1)
+        colour = _colours(n, (0.1, 0.7), (0.25, 0.95), generator)
         room = torch.where(inside.unsqueeze(1), colour, room)
+    room = F.interpolate(room, size=full, mode="bilinear", align_corners=False)
     return room.clamp(0.0, 1.0)
 
 

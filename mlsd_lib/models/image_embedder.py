@@ -89,16 +89,23 @@ class ImageEmbedder(nn.Module):
         self.widths = widths
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            blocks = [_conv_block(3, widths[0], stride=2, pool=False)]
-            blocks += [
-                _conv_block(
-                    c_in,
-                    c_out,
-                    stride=2 if downsample == "stride" else 1,
-                    pool=downsample == "pool",
-                )
-                for c_in, c_out in itertools.pairwise(widths)
-            ]
+            if downsample == "early":
+                last = len(widths) - 1
+                blocks = [
+                    _conv_block(c_in, c_out, stride=2 if i == 0 else 1, pool=i < last)
+                    for i, (c_in, c_out) in enumerate(itertools.pairwise((3, *widths)))
+                ]
+            else:
+                blocks = [_conv_block(3, widths[0], stride=2, pool=False)]
+                blocks += [
+                    _conv_block(
+                        c_in,
+                        c_out,
+                        stride=2 if downsample == "stride" else 1,
+                        pool=downsample == "pool",
+                    )
+                    for c_in, c_out in itertools.pairwise(widths)
+                ]
             self.features = nn.Sequential(*blocks)
             self.project = nn.Linear(2 * widths[-1], self.dim)
 
