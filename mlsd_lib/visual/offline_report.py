@@ -1,8 +1,8 @@
 """The offline evaluation of visual search: every number step 5 asks for, on one exam.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 5, "Evaluation").
-Before an embedder meets users it is judged offline, on the image world where
-the truth is known, by six measurements, each answering one question:
+Introduced in ``casestudies/visual_search/05_evaluation.ipynb`` (step 5, "Evaluation").
+Before an embedder meets users it is judged offline, on the image world where the truth
+is known, by six measurements, each answering one question:
 
 1. **Does the embedder find the product?** Recall@{1, 10, 100} by exact
    search, on user photos of products *never seen in training* against those

@@ -1,11 +1,10 @@
 """What the embedder may learn from: the training products' images, never a test one.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 3: "train on P
-products x K images per batch"; step 5: recall "on products never seen in
-training"). The exam of :mod:`~mlsd_lib.visual.offline_report` photographs the
-image world's *test* products; this module builds the training side of that
-split in one place, so no notebook or benchmark can leak a test product into
-training by accident:
+Introduced in ``casestudies/visual_search/05_evaluation.ipynb`` (step 3: "train on P
+products x K images per batch"; step 5: recall "on products never seen in training").
+The exam of :mod:`~mlsd_lib.visual.offline_report` photographs the image world's *test*
+products; this module builds the training side of that split in one place, so no
+notebook or benchmark can leak a test product into training by accident:
 
 * the catalogue images of :attr:`~mlsd_lib.worlds.images.ImageWorld.train_products`
   (studio shots, a few poses each);
