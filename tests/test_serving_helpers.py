@@ -10,7 +10,15 @@ from mlsd_lib.evaluation import roc_auc
 from mlsd_lib.serving.batching import compare_batching, plot_batching, speedup_at
 from mlsd_lib.serving.ctr_net import FeatureCTRNet, fit_feature_ctr_net
 from mlsd_lib.serving.export import export_model
-from mlsd_lib.serving.gateway.traffic import BackgroundLoad, Outcome, plot_timeline
+from mlsd_lib.serving.gateway.traffic import (
+    BackgroundLoad,
+    NoRequestBodies,
+    Outcome,
+    PacedBodyLoad,
+    count_labels,
+    outcome_label,
+    plot_timeline,
+)
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.loadgen import NotLoopback
 from mlsd_lib.serving.tensors import TensorSpec
@@ -82,6 +90,38 @@ def test_compare_batching_sweeps_each_model_and_plots():
 def test_background_load_refuses_non_loopback_targets():
     with pytest.raises(NotLoopback):
         BackgroundLoad("http://example.com", {})
+
+
+def test_outcome_labels_count_versions_and_failures_in_order_of_appearance():
+    outcomes = [
+        Outcome(1.0, 0.01, 200, {"model_version": "v2"}),
+        Outcome(1.1, 0.01, 503, {"detail": "down"}),
+        Outcome(1.2, 0.01, 200, {}),
+        Outcome(1.3, 0.01, 0, error="ConnectError()"),
+        Outcome(1.4, 0.01, 200, {"model_version": "v2"}),
+    ]
+    assert outcome_label(outcomes[0]) == "v2"
+    assert count_labels(outcomes) == {
+        "v2": 2, "failed (503)": 1, "HTTP 200": 1, "failed (0)": 1,
+    }  # fmt: skip
+    assert list(count_labels(outcomes)) == [
+        "v2",
+        "failed (503)",
+        "HTTP 200",
+        "failed (0)",
+    ]
+
+
+def test_paced_body_load_refuses_no_bodies_naming_the_class():
+    class Pings(PacedBodyLoad):
+        path = "/ping"
+        no_bodies_advice = "pass one ping"
+
+    with pytest.raises(
+        NoRequestBodies, match=r"^Pings needs at least one .*one ping\.$"
+    ):
+        Pings("http://127.0.0.1:1", {}, [])
+    assert Pings("http://127.0.0.1:1", {}, [{}], clients=2).clients == 2
 
 
 def test_plot_timeline_colours_by_version_and_marks_events():

@@ -4,7 +4,7 @@ Introduced in ``casestudies/recommender/06_serving.ipynb`` (the availability
 requirement: "on failure, serve a cached popular-in-region feed"). A failure drill asks
 a question percentiles cannot answer: while the model server was down, did every user
 still get a feed, and which kind? :class:`FeedTraffic` is the generic gateway's
-:class:`~mlsd_lib.serving.gateway.traffic.BackgroundLoad` (threads, bounded in
+:class:`~mlsd_lib.serving.gateway.traffic.PacedBodyLoad` (threads, bounded in
 count and time, loopback only, one
 :class:`~mlsd_lib.serving.gateway.traffic.Outcome` per request) sending
 ``POST /v1/recs/feed`` with one user per request, each client paced so that a
@@ -16,14 +16,10 @@ release that served it, or ``degraded: popular``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from mlsd_lib.errors import MlsdError
-from mlsd_lib.serving.gateway.traffic import BackgroundLoad, Outcome
+from mlsd_lib.serving.gateway.traffic import NoRequestBodies, PacedBodyLoad
 
 __all__ = ["DEGRADED", "FeedTraffic", "NoFeedBodies", "label_of"]
 
@@ -32,7 +28,7 @@ DEGRADED = "degraded: popular"
 FEED_PATH = "/v1/recs/feed"
 
 
-class NoFeedBodies(MlsdError, ValueError):
+class NoFeedBodies(NoRequestBodies):
     """Feed traffic was given no request body to send."""
 
 
@@ -43,87 +39,21 @@ def label_of(answer: Mapping[str, Any]) -> str:
     return str(answer["versions"]["release"])
 
 
-class FeedTraffic(BackgroundLoad):
+class FeedTraffic(PacedBodyLoad):
     """``clients`` threads posting ``bodies`` in turn until the block ends.
 
     ``pace_s``: each client waits until this long after its previous request
     was sent (0: closed loop). Bounded by ``max_requests`` and ``max_seconds``.
     """
 
-    def __init__(
-        self,
-        url: str,
-        headers: dict[str, str],
-        bodies: Sequence[Mapping[str, Any]],
-        *,
-        clients: int = 3,
-        pace_s: float = 0.0,
-        timeout_s: float = 5.0,
-        max_requests: int = 20_000,
-        max_seconds: float = 120.0,
-    ) -> None:
-        if not bodies:
-            raise NoFeedBodies(
-                "FeedTraffic needs at least one request body; pass one per user "
-                "(mlsd_lib.recsys.feed_load.feed_bodies)."
-            )
-        super().__init__(
-            url, headers, clients=clients, timeout_s=timeout_s,
-            max_requests=max_requests, max_seconds=max_seconds,
-        )  # fmt: skip
-        self.bodies = list(bodies)
-        self.pace_s = pace_s
+    path = FEED_PATH
+    no_bodies = NoFeedBodies
+    no_bodies_advice = "pass one per user (mlsd_lib.recsys.feed_load.feed_bodies)"
 
-    def _worker(self, index: int) -> None:
-        deadline = time.perf_counter() + self.max_seconds
-        with httpx.Client(timeout=self.timeout_s, trust_env=False) as client:
-            n = index
-            while (
-                not self._stop.is_set()
-                and len(self.outcomes) < self.max_requests
-                and time.perf_counter() < deadline
-            ):
-                start = time.perf_counter()
-                try:
-                    answer = client.post(
-                        f"{self.url}{FEED_PATH}",
-                        json=self.bodies[n % len(self.bodies)],
-                        headers=self.headers,
-                    )
-                    body: dict[str, Any] = {}
-                    if answer.status_code == 200:
-                        feed = answer.json()
-                        body = {
-                            "model_version": label_of(feed),
-                            "degraded": feed["degraded"],
-                            "reason": feed["degraded_reason"] or "",
-                        }
-                    outcome = Outcome(
-                        start, time.perf_counter() - start, answer.status_code, body
-                    )
-                except Exception as error:  # a failed request is data here
-                    outcome = Outcome(
-                        start, time.perf_counter() - start, 0, error=repr(error)
-                    )
-                with self._lock:
-                    self.outcomes.append(outcome)
-                n += self.clients
-                pause = start + self.pace_s - time.perf_counter()
-                if pause > 0:
-                    self._stop.wait(pause)
-
-    def labels(self, outcomes: Sequence[Outcome] | None = None) -> dict[str, int]:
-        """How many of ``outcomes`` (default: all) had each label; failures as
-        ``failed (<status>)``."""
-        if outcomes is None:
-            with self._lock:
-                outcomes = list(self.outcomes)
-        counts: dict[str, int] = {}
-        for o in outcomes:
-            label = (
-                o.body.get("model_version", f"HTTP {o.status}")
-                if o.status == 200
-                else f"failed ({o.status})"
-            )
-            counts[label] = counts.get(label, 0) + 1
-        return counts
+    def summarize(self, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """The label, whether degraded and why."""
+        return {
+            "model_version": label_of(answer),
+            "degraded": answer["degraded"],
+            "reason": answer["degraded_reason"] or "",
+        }

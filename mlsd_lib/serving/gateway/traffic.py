@@ -7,20 +7,25 @@ were in flight when the model was swapped or Redis was killed, which version
 answered each, and whether any failed. :class:`BackgroundLoad` keeps one
 :class:`Outcome` per request for that, for as long as the ``with`` block runs
 (bounded in count and time, loopback only, like every load in this book).
+:class:`PacedBodyLoad` is the same load for any route: given request bodies
+posted in turn, each client paced, each answer kept as the short summary a case
+study's subclass chooses (the recommender's feed traffic, visual search's).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.loadgen import check_loopback
 
 
@@ -37,6 +42,24 @@ class Outcome:
     @property
     def done_at(self) -> float:
         return self.sent_at + self.latency_s
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """What a timeline colours ``outcome`` by: its answer's ``model_version``
+    (``HTTP 200`` without one), or ``failed (<status>)`` for any other status."""
+    if outcome.status == 200:
+        return outcome.body.get("model_version", f"HTTP {outcome.status}")
+    return f"failed ({outcome.status})"
+
+
+def count_labels(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """How many of ``outcomes`` had each :func:`outcome_label`, in the order
+    the labels first appear."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        label = outcome_label(outcome)
+        counts[label] = counts.get(label, 0) + 1
+    return counts
 
 
 class BackgroundLoad:
@@ -153,6 +176,99 @@ class BackgroundLoad:
             time.sleep(0.01)
 
 
+class NoRequestBodies(MlsdError, ValueError):
+    """A paced load was given no request body to send."""
+
+
+class PacedBodyLoad(BackgroundLoad):
+    """``clients`` threads posting ``bodies`` to :attr:`path` in turn until the
+    block ends.
+
+    Client ``i`` sends bodies ``i``, ``i + clients``, ... (wrapping around).
+    ``pace_s``: each client waits until this long after its previous request
+    was sent (0: closed loop), so that a fast degraded answer does not turn a
+    drill into a flood. Bounded by ``max_requests`` and ``max_seconds``. A
+    subclass names the route in :attr:`path` and keeps what a timeline needs
+    of each 200 answer in :meth:`summarize` (its ``model_version`` is the
+    label).
+    """
+
+    #: The route every request is posted to.
+    path: str = "/score"
+    #: The error raised for no bodies, and what its message advises.
+    no_bodies: type[NoRequestBodies] = NoRequestBodies
+    no_bodies_advice: str = "pass a non-empty list"
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        bodies: Sequence[Mapping[str, Any]],
+        *,
+        clients: int = 3,
+        pace_s: float = 0.0,
+        timeout_s: float = 5.0,
+        max_requests: int = 20_000,
+        max_seconds: float = 120.0,
+    ) -> None:
+        if not bodies:
+            raise self.no_bodies(
+                f"{type(self).__name__} needs at least one request body; "
+                f"{self.no_bodies_advice}."
+            )
+        super().__init__(
+            url, headers, clients=clients, timeout_s=timeout_s,
+            max_requests=max_requests, max_seconds=max_seconds,
+        )  # fmt: skip
+        self.bodies = list(bodies)
+        self.pace_s = pace_s
+
+    def summarize(self, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """What an outcome keeps of a 200 answer's JSON (default: all of it)."""
+        return dict(answer)
+
+    def _worker(self, index: int) -> None:
+        deadline = time.perf_counter() + self.max_seconds
+        with httpx.Client(timeout=self.timeout_s, trust_env=False) as client:
+            n = index
+            while (
+                not self._stop.is_set()
+                and len(self.outcomes) < self.max_requests
+                and time.perf_counter() < deadline
+            ):
+                start = time.perf_counter()
+                try:
+                    answer = client.post(
+                        f"{self.url}{self.path}",
+                        json=self.bodies[n % len(self.bodies)],
+                        headers=self.headers,
+                    )
+                    body: dict[str, Any] = {}
+                    if answer.status_code == 200:
+                        body = self.summarize(answer.json())
+                    outcome = Outcome(
+                        start, time.perf_counter() - start, answer.status_code, body
+                    )
+                except Exception as error:  # a failed request is data here
+                    outcome = Outcome(
+                        start, time.perf_counter() - start, 0, error=repr(error)
+                    )
+                with self._lock:
+                    self.outcomes.append(outcome)
+                n += self.clients
+                pause = start + self.pace_s - time.perf_counter()
+                if pause > 0:
+                    self._stop.wait(pause)
+
+    def labels(self, outcomes: Sequence[Outcome] | None = None) -> dict[str, int]:
+        """How many of ``outcomes`` (default: all) had each label
+        (:func:`outcome_label`); failures as ``failed (<status>)``."""
+        if outcomes is None:
+            with self._lock:
+                outcomes = list(self.outcomes)
+        return count_labels(outcomes)
+
+
 def plot_timeline(
     outcomes: Sequence[Outcome],
     marks: dict[str, float] | None = None,
@@ -165,12 +281,7 @@ def plot_timeline(
     axes = figure.add_subplot()
     if outcomes:
         start = min(o.sent_at for o in outcomes) if origin is None else origin
-        labels = [
-            o.body.get("model_version", f"HTTP {o.status}")
-            if o.status == 200
-            else f"failed ({o.status})"
-            for o in outcomes
-        ]
+        labels = [outcome_label(o) for o in outcomes]
         for label in sorted(set(labels)):
             chosen = [
                 o for o, lab in zip(outcomes, labels, strict=True) if lab == label
