@@ -21,81 +21,51 @@ model server.
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import secrets
-import signal
 import sys
-from pathlib import Path
-
-import redis
-import uvicorn
 
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.features.views import FeatureRegistry
-from mlsd_lib.net import LOOPBACK
 from mlsd_lib.recsys.feed import FeedPipeline, FeedSettings
 from mlsd_lib.recsys.feed_bundle import load_bundle
 from mlsd_lib.recsys.gateway import FeedService, add_feed_routes
 from mlsd_lib.recsys.serving import deploy_release, staged_release
-from mlsd_lib.serving.gateway.__main__ import is_loopback
 from mlsd_lib.serving.gateway.app import create_app
 from mlsd_lib.serving.gateway.budgets import DependencyPools
 from mlsd_lib.serving.gateway.config import GatewayConfig
-from mlsd_lib.serving.gateway.server import loopback_listener
-from mlsd_lib.serving.model_server import start_model_server
+from mlsd_lib.serving.gateway.service_process import (
+    API_KEY_ENV,
+    bundle_service_parser,
+    redis_and_model_server,
+    serve_until_stopped,
+    service_start,
+)
 
-API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
+__all__ = ["API_KEY_ENV", "main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m mlsd_lib.recsys.feed_server",
-        description="Serve the recommender's feed under uvicorn, on loopback.",
-    )
-    parser.add_argument("bundle", type=Path, help="a folder save_bundle wrote")
-    parser.add_argument("--host", default=LOOPBACK, help="default: %(default)s")
-    parser.add_argument("--port", type=int, default=0, help="0: a free port")
-    parser.add_argument("--no-auth", action="store_true", help="no API key check")
-    parser.add_argument(
-        "--impression-log",
-        type=Path,
-        default=None,
-        help="JSON-lines file (default: BUNDLE/impressions.jsonl)",
+    parser = bundle_service_parser(
+        "python -m mlsd_lib.recsys.feed_server",
+        "Serve the recommender's feed under uvicorn, on loopback.",
+        "a folder save_bundle wrote",
     )
     parser.add_argument("--feature-timeout-ms", type=float, default=50.0)
     parser.add_argument("--model-timeout-ms", type=float, default=200.0)
-    parser.add_argument(
-        "--threads", type=int, default=4, help="threads per dependency pool"
-    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not is_loopback(args.host):
-        print(f"refusing to bind to {args.host}: loopback only.", file=sys.stderr)
-        return 2
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        print(
-            "REDIS_URL is not set: the feed reads the histories the stream "
-            "processor writes there; point it at that Redis.",
-            file=sys.stderr,
-        )
-        return 2
-    api_key = None if args.no_auth else os.environ.get(API_KEY_ENV)
-    if not args.no_auth and not api_key:
-        api_key = secrets.token_urlsafe(24)
-        print(f"{API_KEY_ENV} is not set; this run's API key: {api_key}", flush=True)
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-
-    bundle = load_bundle(args.bundle)
-    client = redis.Redis.from_url(
-        redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+    start = service_start(
+        args.host,
+        args.no_auth,
+        "the feed reads the histories the stream processor writes there; point "
+        "it at that Redis.",
     )
-    server = start_model_server()
-    try:
+    if start is None:
+        return 2
+    bundle = load_bundle(args.bundle)
+    with redis_and_model_server(start.redis_url) as (client, server):
         release = staged_release(bundle.registry)
         models = deploy_release(bundle.registry, release, server, bundle.item_features)
         print(f"serving {release.name}: {models.versions()}", flush=True)
@@ -115,38 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         log_path = args.impression_log or args.bundle / "impressions.jsonl"
         config = GatewayConfig(
             impression_log_path=str(log_path),
-            api_key=api_key,
+            api_key=start.api_key,
             auth_disabled=args.no_auth,
             feature_timeout_s=settings.feature_timeout_s,
             model_timeout_s=settings.model_timeout_s,
         )
         app = create_app(config, OnlineStore(client, FeatureRegistry([])), None)
-        add_feed_routes(app, FeedService(pipeline, models), api_key)
-        # Everything loaded so far lives as long as the process: moved out of
-        # the collector's sight, a full collection no longer walks the ~300 k
-        # objects torch and pandas bring (a pause of hundreds of ms here).
-        gc.collect()
-        gc.freeze()
-        sock = loopback_listener(args.host, args.port)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"gateway: http://{shown}:{port}", flush=True)
-        uvicorn_server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False)
-        )
-        try:
-            uvicorn_server.run(sockets=[sock])
-        finally:
-            sock.close()
-    finally:
-        server.stop()
-        client.close()
-        print("gateway: stopped", flush=True)
+        add_feed_routes(app, FeedService(pipeline, models), start.api_key)
+        serve_until_stopped(app, args.host, args.port, freeze_heap=True)
     return 0
-
-
-def _exit_cleanly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -23,25 +23,20 @@ in-flight requests and stops the model server.
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import secrets
-import signal
 import sys
-from pathlib import Path
-
-import redis
-import uvicorn
 
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.features.views import FeatureRegistry
-from mlsd_lib.net import LOOPBACK
-from mlsd_lib.serving.gateway.__main__ import is_loopback
 from mlsd_lib.serving.gateway.app import create_app
 from mlsd_lib.serving.gateway.budgets import DependencyPools
 from mlsd_lib.serving.gateway.config import GatewayConfig
-from mlsd_lib.serving.gateway.server import loopback_listener
-from mlsd_lib.serving.model_server import start_model_server
+from mlsd_lib.serving.gateway.service_process import (
+    API_KEY_ENV,
+    bundle_service_parser,
+    redis_and_model_server,
+    serve_until_stopped,
+    service_start,
+)
 from mlsd_lib.visual.bundle import load_visual_bundle
 from mlsd_lib.visual.gateway import (
     BODY_LIMIT_ADVICE,
@@ -52,59 +47,33 @@ from mlsd_lib.visual.gateway import (
 from mlsd_lib.visual.pipeline import VisualPipeline, VisualSettings
 from mlsd_lib.visual.release import deploy_visual_release, staged_visual_release
 
-API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
+__all__ = ["API_KEY_ENV", "main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m mlsd_lib.visual.search_server",
-        description="Serve visual search under uvicorn, on loopback.",
-    )
-    parser.add_argument("bundle", type=Path, help="a folder save_visual_bundle wrote")
-    parser.add_argument("--host", default=LOOPBACK, help="default: %(default)s")
-    parser.add_argument("--port", type=int, default=0, help="0: a free port")
-    parser.add_argument("--no-auth", action="store_true", help="no API key check")
-    parser.add_argument(
-        "--impression-log",
-        type=Path,
-        default=None,
-        help="JSON-lines file (default: BUNDLE/impressions.jsonl)",
+    parser = bundle_service_parser(
+        "python -m mlsd_lib.visual.search_server",
+        "Serve visual search under uvicorn, on loopback.",
+        "a folder save_visual_bundle wrote",
     )
     parser.add_argument("--redis-timeout-ms", type=float, default=50.0)
     parser.add_argument("--model-timeout-ms", type=float, default=200.0)
     parser.add_argument("--index-timeout-ms", type=float, default=200.0)
-    parser.add_argument(
-        "--threads", type=int, default=4, help="threads per dependency pool"
-    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not is_loopback(args.host):
-        print(f"refusing to bind to {args.host}: loopback only.", file=sys.stderr)
-        return 2
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        print(
-            "REDIS_URL is not set: visual search reads the stock the stream "
-            "processor writes there, and the precomputed regions; point it at "
-            "that Redis.",
-            file=sys.stderr,
-        )
-        return 2
-    api_key = None if args.no_auth else os.environ.get(API_KEY_ENV)
-    if not args.no_auth and not api_key:
-        api_key = secrets.token_urlsafe(24)
-        print(f"{API_KEY_ENV} is not set; this run's API key: {api_key}", flush=True)
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-
-    bundle = load_visual_bundle(args.bundle)
-    client = redis.Redis.from_url(
-        redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+    start = service_start(
+        args.host,
+        args.no_auth,
+        "visual search reads the stock the stream processor writes there, and "
+        "the precomputed regions; point it at that Redis.",
     )
-    server = start_model_server()
-    try:
+    if start is None:
+        return 2
+    bundle = load_visual_bundle(args.bundle)
+    with redis_and_model_server(start.redis_url) as (client, server):
         release = staged_visual_release(bundle.registry)
         models = deploy_visual_release(bundle.registry, release, server)
         print(f"serving {release.name}: {models.versions()}", flush=True)
@@ -124,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path = args.impression_log or args.bundle / "impressions.jsonl"
         config = GatewayConfig(
             impression_log_path=str(log_path),
-            api_key=api_key,
+            api_key=start.api_key,
             auth_disabled=args.no_auth,
             max_body_bytes=visual_body_limit(settings.limits),
             body_limit_advice=BODY_LIMIT_ADVICE,
@@ -133,32 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         app = create_app(config, OnlineStore(client, FeatureRegistry([])), None)
         service = VisualService(pipeline, models, bundle.n_regions)
-        add_visual_routes(app, service, api_key)
-        # Everything loaded so far lives as long as the process: out of the
-        # collector's sight, a full collection no longer walks the objects
-        # torch, pandas and faiss brought (a pause of hundreds of ms).
-        gc.collect()
-        gc.freeze()
-        sock = loopback_listener(args.host, args.port)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"gateway: http://{shown}:{port}", flush=True)
-        uvicorn_server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False)
-        )
-        try:
-            uvicorn_server.run(sockets=[sock])
-        finally:
-            sock.close()
-    finally:
-        server.stop()
-        client.close()
-        print("gateway: stopped", flush=True)
+        add_visual_routes(app, service, start.api_key)
+        serve_until_stopped(app, args.host, args.port, freeze_heap=True)
     return 0
-
-
-def _exit_cleanly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -15,23 +15,23 @@ printed. ``--no-auth`` disables the check, on loopback only.
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import os
-import secrets
-import signal
 import sys
 from pathlib import Path
-
-import uvicorn
 
 from mlsd_lib.config import load_settings
 from mlsd_lib.net import LOOPBACK
 from mlsd_lib.serving.gateway.app import create_app
 from mlsd_lib.serving.gateway.config import GatewayConfig
 from mlsd_lib.serving.gateway.demo import build_demo
-from mlsd_lib.serving.gateway.server import loopback_listener
+from mlsd_lib.serving.gateway.service_process import (
+    API_KEY_ENV,
+    api_key_from_env,
+    exit_on_sigterm,
+    is_loopback,
+    serve_until_stopped,
+)
 
-API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
+__all__ = ["API_KEY_ENV", "is_loopback", "main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,16 +88,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not is_loopback(args.host) and not args.allow_external:
@@ -118,18 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_auth and not is_loopback(args.host):
         print("--no-auth is allowed on loopback only.", file=sys.stderr)
         return 2
-    api_key = None if args.no_auth else os.environ.get(API_KEY_ENV)
-    if not args.no_auth and not api_key:
-        api_key = secrets.token_urlsafe(24)
-        print(f"{API_KEY_ENV} is not set; this run's API key: {api_key}", flush=True)
+    api_key = api_key_from_env(args.no_auth)
     log_path = args.impression_log or (
         load_settings().data_dir / "gateway" / "impressions.jsonl"
     )
 
-    # uvicorn handles SIGTERM while serving (draining requests), then re-raises it
-    # once done; this handler turns that, or a SIGTERM during start-up, into a
-    # normal exit that runs the clean-up below.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
+    exit_on_sigterm()  # a normal exit, running the clean-up below
     demo = build_demo(
         canary_fraction=args.canary_fraction,
         max_queue_delay_us=args.max_queue_delay_us,
@@ -148,31 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(
             config, demo.store, demo.deployments, reload=demo.deployer.deployments
         )
-        sock = loopback_listener(args.host, args.port)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"gateway: http://{shown}:{port}", flush=True)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_level="warning",
-                access_log=False,
-                http=args.http,
-                loop=args.loop,
-            )
-        )
-        try:
-            server.run(sockets=[sock])  # graceful shutdown on SIGTERM/SIGINT
-        finally:
-            sock.close()
+        # graceful shutdown on SIGTERM/SIGINT
+        serve_until_stopped(app, args.host, args.port, http=args.http, loop=args.loop)
     finally:
         demo.close()
         print("gateway: stopped", flush=True)
     return 0
-
-
-def _exit_cleanly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 if __name__ == "__main__":
