@@ -21,13 +21,13 @@ request whole and none failing:
 
 The old release's models stay loaded (a request may still be using them, and
 a rollback is then one more swap); unloading them after a drain is the
-generic gateway's :mod:`~mlsd_lib.serving.gateway.hotswap` pattern.
+generic gateway's :mod:`~mlsd_lib.serving.gateway.hotswap` pattern. The order
+itself is the generic
+:func:`~mlsd_lib.serving.gateway.release_swap.swap_whole_release`; this module
+says how a feed release loads and warms up.
 """
 
 from __future__ import annotations
-
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -37,24 +37,11 @@ from mlsd_lib.recsys.feed_features import ranker_schema
 from mlsd_lib.recsys.gateway import FeedService
 from mlsd_lib.recsys.serving import FeedRelease, deploy_release
 from mlsd_lib.serving.gateway.model_calls import call_model
+from mlsd_lib.serving.gateway.release_swap import ReleaseSwap, swap_whole_release
 from mlsd_lib.serving.model_server import ModelServer
 from mlsd_lib.serving.registry import ModelRegistry
 
 __all__ = ["ReleaseSwap", "swap_release", "warm_up"]
-
-
-@dataclass(frozen=True)
-class ReleaseSwap:
-    """What :func:`swap_release` did: the releases before and after, the new
-    one's versions, and how long loading and warming up took (ms).
-    ``switched_at`` is the :func:`time.perf_counter` moment of the switch."""
-
-    before: str
-    after: str
-    versions: dict[str, str]
-    load_ms: float
-    warmup_ms: float
-    switched_at: float
 
 
 def warm_up(models: FeedModels) -> None:
@@ -89,18 +76,10 @@ def swap_release(
     item_features: pd.DataFrame,
 ) -> ReleaseSwap:
     """Load, warm up and switch ``service`` to ``release`` (see the module
-    notes); nothing changes for the service if loading or warming up fails."""
-    start = time.perf_counter()
-    models = deploy_release(registry, release, server, item_features)
-    loaded = time.perf_counter()
-    warm_up(models)
-    warmed = time.perf_counter()
-    old = service.swap(models)
-    return ReleaseSwap(
-        before=old.release,
-        after=models.release,
-        versions=models.versions(),
-        load_ms=(loaded - start) * 1000,
-        warmup_ms=(warmed - loaded) * 1000,
-        switched_at=time.perf_counter(),
+    notes and :func:`~mlsd_lib.serving.gateway.release_swap.swap_whole_release`);
+    nothing changes for the service if loading or warming up fails."""
+    return swap_whole_release(
+        service,
+        lambda: deploy_release(registry, release, server, item_features),
+        warm_up,
     )
