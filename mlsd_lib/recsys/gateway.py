@@ -38,8 +38,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -59,10 +57,10 @@ from mlsd_lib.recsys.feed import (
 from mlsd_lib.recsys.feed_features import ranker_schema
 from mlsd_lib.serving.gateway.limits import api_key_checker
 from mlsd_lib.serving.gateway.model_calls import call_model
-from mlsd_lib.serving.gateway.schemas import EntityId, json_response
+from mlsd_lib.serving.gateway.schemas import EntityId, floats_or_none, json_response
 from mlsd_lib.serving.gateway.score_route import UNAUTHORIZED
-from mlsd_lib.serving.gateway.state import GatewayDep, GatewayState
-from mlsd_lib.serving.gateway.throttled_log import ThrottledLog
+from mlsd_lib.serving.gateway.service import PipelineService, add_service
+from mlsd_lib.serving.gateway.state import GatewayDep
 
 logger = logging.getLogger(__name__)
 
@@ -150,33 +148,20 @@ class FeedResponseBody(BaseModel):
     )
 
 
-def _floats(values: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else float(v) for v in values.tolist()]
-
-
-class FeedService:
+class FeedService(PipelineService):
     """The feed pipeline and the release it serves, as the route uses them."""
 
+    pipeline: FeedPipeline
+    #: What new requests are served by; :meth:`swap` replaces it.
+    models: FeedModels
+    swap = PipelineService.swap  # on this class too: the API pages cite its swap
+
     def __init__(self, pipeline: FeedPipeline, models: FeedModels) -> None:
-        self.pipeline = pipeline
-        #: What new requests are served by; :meth:`swap` replaces it.
-        self.models = models
-        self.failures = ThrottledLog(logger)
+        super().__init__(pipeline, models, logger)
 
     @property
     def n_regions(self) -> int:
         return self.models.catalogue.n_regions
-
-    def start(self) -> None:
-        self.pipeline.pools.start()
-
-    def close(self) -> None:
-        self.pipeline.pools.close()
-
-    def swap(self, models: FeedModels) -> FeedModels:
-        """Serve ``models`` from the next request on; returns the old ones."""
-        old, self.models = self.models, models
-        return old
 
     async def feed(self, user: FeedUser) -> FeedResult:
         """The pipeline's answer; the popular feed on an unexpected error too."""
@@ -228,9 +213,12 @@ class FeedService:
 
 def response_body(request_id: str, result: FeedResult) -> dict[str, Any]:
     """The JSON body (the documented :class:`FeedResponseBody`) of a result."""
-    retrieval, p_play = _floats(result.retrieval_score), _floats(result.p_play)
-    e_minutes, final = _floats(result.e_minutes), _floats(result.final)
-    propensity = _floats(result.propensity)
+    retrieval, p_play = (
+        floats_or_none(result.retrieval_score),
+        floats_or_none(result.p_play),
+    )
+    e_minutes, final = floats_or_none(result.e_minutes), floats_or_none(result.final)
+    propensity = floats_or_none(result.propensity)
     items = [
         {
             "item_id": item,
@@ -348,20 +336,4 @@ def add_feed_routes(app: FastAPI, service: FeedService, api_key: str | None) -> 
     ``/readyz`` and starts and stops its thread pools with the app.
     ``api_key`` must be the gateway's own (None when auth is disabled).
     """
-    state: GatewayState = app.state.gateway
-    app.state.feed = service
-    state.readiness_checks["feed"] = service.ready
-    app.include_router(feed_router(api_key))
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        service.start()
-        try:
-            async with inner(app) as value:
-                yield value
-        finally:
-            service.close()
-
-    app.router.lifespan_context = lifespan
-    return app
+    return add_service(app, "feed", service, feed_router(api_key))

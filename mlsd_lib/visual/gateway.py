@@ -50,8 +50,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -63,10 +61,15 @@ from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.gateway.budgets import StageClock
 from mlsd_lib.serving.gateway.limits import api_key_checker
 from mlsd_lib.serving.gateway.model_calls import call_model
-from mlsd_lib.serving.gateway.schemas import EntityId, ErrorResponse, json_response
+from mlsd_lib.serving.gateway.schemas import (
+    EntityId,
+    ErrorResponse,
+    floats_or_none,
+    json_response,
+)
 from mlsd_lib.serving.gateway.score_route import UNAUTHORIZED
+from mlsd_lib.serving.gateway.service import PipelineService, add_service
 from mlsd_lib.serving.gateway.state import GatewayDep, GatewayState
-from mlsd_lib.serving.gateway.throttled_log import ThrottledLog
 from mlsd_lib.visual.pipeline import (
     IMAGE_PATH,
     REGION_PATH,
@@ -183,7 +186,7 @@ class VisualSearchResponse(BaseModel):
     over_budget: list[str]
 
 
-class VisualService:
+class VisualService(PipelineService):
     """The pipeline and the release it serves, as the route uses them.
 
     ``n_regions``: the shoppers' regions (a request's ``region`` must be
@@ -192,31 +195,24 @@ class VisualService:
     ``visual_embedder_calls`` and ``visual_rejected`` (4xx answers).
     """
 
+    pipeline: VisualPipeline
+    #: What new requests are served by; :meth:`swap` replaces it.
+    models: VisualModels
+    swap = PipelineService.swap  # on this class too: the API pages cite its swap
+
     def __init__(
         self, pipeline: VisualPipeline, models: VisualModels, n_regions: int
     ) -> None:
-        self.pipeline = pipeline
-        #: What new requests are served by; :meth:`swap` replaces it.
-        self.models = models
+        super().__init__(pipeline, models, logger)
         self.n_regions = int(n_regions)
-        self.failures = ThrottledLog(logger)
 
-    def start(self) -> None:
-        self.pipeline.pools.start()
-
-    def close(self) -> None:
-        self.pipeline.pools.close()
-
-    def swap(self, models: VisualModels) -> VisualModels:
-        """Serve ``models`` (a whole release) from the next request on;
-        returns the old ones."""
+    def check_models(self, models: VisualModels) -> None:
+        """:meth:`swap` takes a whole release (embedder and index together)."""
         if not isinstance(models, VisualModels):
             raise NotARelease(
                 f"swap takes the VisualModels of a release (deploy_visual_release), "
                 f"got {type(models).__name__}."
             )
-        old, self.models = self.models, models
-        return old
 
     async def search(self, query: VisualQuery) -> VisualAnswer:
         """The pipeline's answer; the overall popular page on an unexpected
@@ -251,13 +247,9 @@ class VisualService:
         )  # fmt: skip
 
 
-def _floats(values: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else float(v) for v in values.tolist()]
-
-
 def response_body(request_id: str, answer: VisualAnswer) -> dict[str, Any]:
     """The JSON body (the documented :class:`VisualSearchResponse`) of an answer."""
-    scores = _floats(answer.scores)
+    scores = floats_or_none(answer.scores)
     categories = answer.category_ids.tolist()
     return {
         "request_id": request_id,
@@ -416,20 +408,4 @@ def add_visual_routes(
     ``/readyz`` and starts and stops its thread pools with the app.
     ``api_key`` must be the gateway's own (None when auth is disabled).
     """
-    state: GatewayState = app.state.gateway
-    app.state.visual = service
-    state.readiness_checks["visual"] = service.ready
-    app.include_router(visual_router(api_key))
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        service.start()
-        try:
-            async with inner(app) as value:
-                yield value
-        finally:
-            service.close()
-
-    app.router.lifespan_context = lifespan
-    return app
+    return add_service(app, "visual", service, visual_router(api_key))

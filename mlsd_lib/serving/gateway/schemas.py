@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
@@ -94,6 +95,11 @@ class ErrorResponse(BaseModel):
     """Every error the gateway itself raises: what went wrong, in a sentence."""
 
     detail: str
+
+
+def floats_or_none(values: np.ndarray) -> list[float | None]:
+    """``values`` as JSON numbers, NaN (no score) as null."""
+    return [None if np.isnan(v) else float(v) for v in values.tolist()]
 
 
 def json_response(content: dict[str, Any], status_code: int = 200) -> Response:
