@@ -34,7 +34,7 @@ class Pipeline:
         self.pools = Pools()
 
 
-class EchoService(PipelineService[str]):
+class EchoService(PipelineService):
     def __init__(self, models: str, healthy: bool = True) -> None:
         super().__init__(Pipeline(), models, logging.getLogger(__name__))
         self.healthy = healthy
