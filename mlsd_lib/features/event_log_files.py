@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,13 @@ __all__ = [
     "PARTITION_COLUMNS",
     "EventLogError",
     "EventLogFiles",
+    "checked_types",
+    "day_and_hour",
     "read_partitioned",
+    "send_in_chunks",
+    "type_condition",
     "write_partitioned",
+    "write_typed",
 ]
 
 #: The columns a log may be partitioned by, and their dtypes when read back.
@@ -162,3 +167,61 @@ def read_partitioned(
         if name in frame.columns:
             frame[name] = frame[name].astype(dtype)
     return frame
+
+
+def day_and_hour(
+    world_seconds: np.ndarray, day_seconds: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``day`` (int32) and ``hour`` (int8) partition columns of event times
+    given in seconds since the world's day 0."""
+    day = np.floor(world_seconds / day_seconds).astype(np.int32)
+    hour = (np.floor(world_seconds / 3600.0) % 24).astype(np.int8)
+    return day, hour
+
+
+def write_typed(
+    events: pd.DataFrame,
+    root: str | Path,
+    arrow_types: dict[str, pa.DataType],
+    columns: Sequence[str],
+    *,
+    partition_by: Sequence[str] = ("day", "hour"),
+) -> EventLogFiles:
+    """:func:`write_partitioned` with the schema of those ``columns`` that have
+    an arrow type in the case study's ``arrow_types`` (in ``columns``' order;
+    the others, the partition columns among them, are not stored as columns)."""
+    stored = [c for c in columns if c in arrow_types]
+    schema = pa.schema([(name, arrow_types[name]) for name in stored])
+    return write_partitioned(events, root, schema, partition_by=partition_by)
+
+
+def checked_types(types: Sequence[str], known: Sequence[str]) -> list[str]:
+    """``types`` as a list, or :class:`EventLogError` naming the unknown ones."""
+    unknown = sorted(set(types) - set(known))
+    if unknown:
+        raise EventLogError(f"unknown event types {unknown}; known: {list(known)}.")
+    return list(types)
+
+
+def type_condition(
+    types: Sequence[str] | None, known: Sequence[str]
+) -> ds.Expression | None:
+    """The :func:`read_partitioned` condition keeping rows of ``types`` (None:
+    every row); unknown types are refused (:func:`checked_types`)."""
+    if types is None:
+        return None
+    return ds.field("type").isin(checked_types(types, known))
+
+
+def send_in_chunks(
+    events: pd.DataFrame,
+    send: Callable[[pd.DataFrame], object],
+    chunk_size: int,
+) -> int:
+    """Call ``send`` on consecutive chunks of ``chunk_size`` rows of ``events``
+    (replaying a log onto a stream in bounded memory); return how many rows."""
+    if chunk_size < 1:
+        raise EventLogError(f"chunk_size={chunk_size} must be at least 1.")
+    for start in range(0, len(events), chunk_size):
+        send(events.iloc[start : start + chunk_size])
+    return len(events)

@@ -45,14 +45,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import redis
 
 from mlsd_lib.features.event_log_files import (
     EventLogError,
     EventLogFiles,
+    checked_types,
+    day_and_hour,
     read_partitioned,
-    write_partitioned,
+    send_in_chunks,
+    type_condition,
+    write_typed,
 )
 from mlsd_lib.features.interaction_events import (
     INTERACTION_TYPES,
@@ -193,6 +196,7 @@ def interaction_log(log: RecsysLog, item_genre: np.ndarray) -> pd.DataFrame:
     event_id = "r" + pd.Series(request).astype(str) + slot.mask(~itemless, "." + slot)
     event_id = event_id + suffix
     policies = np.array(log.policies or ("?",), dtype=object)
+    day, hour = day_and_hour(world_time, SECONDS_PER_DAY)
     frame = pd.DataFrame(
         {
             "event_id": event_id.to_numpy(dtype=object),
@@ -207,8 +211,8 @@ def interaction_log(log: RecsysLog, item_genre: np.ndarray) -> pd.DataFrame:
             "propensity": np.where(impression, log.propensity[rows], np.nan),
             "policy": policies[log.policy[rows]],
             "minutes": np.where(is_play, log.minutes[rows], np.nan).astype(np.float32),
-            "day": np.floor(world_time / SECONDS_PER_DAY).astype(np.int32),
-            "hour": (np.floor(world_time / 3600.0) % 24).astype(np.int8),
+            "day": day,
+            "hour": hour,
         }
     )
     return frame.iloc[order].reset_index(drop=True)
@@ -251,13 +255,8 @@ def write_event_log(
     once: the event ids make the log idempotent, as the dedup marker makes the
     stream.
     """
-    stored = [
-        c
-        for c in (columns or EVENT_LOG_COLUMNS)
-        if c not in ("day", "hour") and c in _ARROW_TYPES
-    ]
-    schema = pa.schema([(name, _ARROW_TYPES[name]) for name in stored])
-    return write_partitioned(events, root, schema, partition_by=partition_by)
+    wanted = columns or EVENT_LOG_COLUMNS
+    return write_typed(events, root, _ARROW_TYPES, wanted, partition_by=partition_by)
 
 
 def read_event_log(
@@ -273,14 +272,7 @@ def read_event_log(
     twice) is read once. Columns come back with :func:`interaction_log`'s
     types.
     """
-    condition = None
-    if types is not None:
-        unknown = sorted(set(types) - set(INTERACTION_TYPES))
-        if unknown:
-            raise EventLogError(
-                f"unknown event types {unknown}; known: {list(INTERACTION_TYPES)}."
-            )
-        condition = ds.field("type").isin(list(types))
+    condition = type_condition(types, INTERACTION_TYPES)
     frame = read_partitioned(root, days=days, condition=condition)
     # Files come back in folder-name order (hour=10 before hour=2): restore the
     # log's order, which these four keys fix (see interaction_log).
@@ -322,16 +314,10 @@ def publish_events(
     appended in one MULTI/EXEC, so memory stays bounded and a bad row fails
     before its chunk is sent.
     """
-    if chunk_size < 1:
-        raise EventLogError(f"chunk_size={chunk_size} must be at least 1.")
     if types is not None:
-        unknown = sorted(set(types) - set(INTERACTION_TYPES))
-        if unknown:
-            raise EventLogError(
-                f"unknown event types {unknown}; known: {list(INTERACTION_TYPES)}."
-            )
-        events = events[events["type"].isin(list(types))]
-    for start in range(0, len(events), chunk_size):
-        chunk = events.iloc[start : start + chunk_size]
-        publish(client, stream, interactions_from_frame(chunk))
-    return len(events)
+        events = events[events["type"].isin(checked_types(types, INTERACTION_TYPES))]
+    return send_in_chunks(
+        events,
+        lambda chunk: publish(client, stream, interactions_from_frame(chunk)),
+        chunk_size,
+    )

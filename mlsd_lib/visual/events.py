@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import redis
 
 from mlsd_lib.features.entity_events import (
@@ -54,8 +53,12 @@ from mlsd_lib.features.entity_events import (
 from mlsd_lib.features.event_log_files import (
     EventLogError,
     EventLogFiles,
+    checked_types,
+    day_and_hour,
     read_partitioned,
-    write_partitioned,
+    send_in_chunks,
+    type_condition,
+    write_typed,
 )
 from mlsd_lib.features.views import TIMESTAMP_COLUMN
 from mlsd_lib.features.windows import seconds_to_timestamps
@@ -261,6 +264,7 @@ def visual_event_log(
     of_query = kind <= _SAVE
     order = np.lexsort((product, slots, np.where(of_query, qid[rows], -1), kind, times))
     safe = np.where(of_query, rows, 0)
+    day, hour = day_and_hour(times, DAY_SECONDS)
     frame = pd.DataFrame(
         {
             "event_id": event_id.astype(str).astype(object),
@@ -278,8 +282,8 @@ def visual_event_log(
             ),
             "policy": np.where(of_query, policy, None),
             "embedding": None,
-            "day": np.floor(times / DAY_SECONDS).astype(np.int32),
-            "hour": (np.floor(times / 3600.0) % 24).astype(np.int8),
+            "day": day,
+            "hour": hour,
         }
     )
     if query_vectors is not None:
@@ -309,9 +313,7 @@ def write_event_log(
         for c in EVENT_LOG_COLUMNS
         if c != "embedding" or events.get("embedding", pd.Series()).notna().any()
     ]
-    stored = [c for c in wanted if c in _ARROW_TYPES]
-    schema = pa.schema([(name, _ARROW_TYPES[name]) for name in stored])
-    return write_partitioned(events, root, schema, partition_by=partition_by)
+    return write_typed(events, root, _ARROW_TYPES, wanted, partition_by=partition_by)
 
 
 def read_event_log(
@@ -326,14 +328,7 @@ def read_event_log(
     stored twice is read once. The columns are :data:`EVENT_LOG_COLUMNS`
     (``embedding`` None where none was logged) unless fewer were written.
     """
-    condition = None
-    if types is not None:
-        unknown = sorted(set(types) - set(EVENT_TYPES))
-        if unknown:
-            raise EventLogError(
-                f"unknown event types {unknown}; known: {list(EVENT_TYPES)}."
-            )
-        condition = ds.field("type").isin(list(types))
+    condition = type_condition(types, EVENT_TYPES)
     frame = read_partitioned(root, days=days, condition=condition)
     kind = pd.Categorical(frame["type"], categories=EVENT_TYPES).codes
     query = np.where(kind <= _SAVE, frame["query_id"].to_numpy(), -1)
@@ -372,18 +367,12 @@ def publish_events(
     MULTI/EXEC, so memory stays bounded and a bad row fails before its chunk
     is sent.
     """
-    if chunk_size < 1:
-        raise EventLogError(f"chunk_size={chunk_size} must be at least 1.")
     if types is not None:
-        unknown = sorted(set(types) - set(EVENT_TYPES))
-        if unknown:
-            raise EventLogError(
-                f"unknown event types {unknown}; known: {list(EVENT_TYPES)}."
-            )
-        events = events[events["type"].isin(list(types))]
+        events = events[events["type"].isin(checked_types(types, EVENT_TYPES))]
     columns = ["event_id", "type", "product_id", "value", TIMESTAMP_COLUMN]
     wire = events[columns].rename(columns={"product_id": "entity_id"})
-    for start in range(0, len(wire), chunk_size):
-        chunk = wire.iloc[start : start + chunk_size]
-        publish(client, stream, entity_events_from_frame(chunk))
-    return len(wire)
+    return send_in_chunks(
+        wire,
+        lambda chunk: publish(client, stream, entity_events_from_frame(chunk)),
+        chunk_size,
+    )
