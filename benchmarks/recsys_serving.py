@@ -42,9 +42,8 @@ import warnings
 from pathlib import Path
 
 import httpx
-import numpy as np
+from _common import gateway_run, print_stages, real_backends
 
-from mlsd_lib.processes import tail
 from mlsd_lib.recsys.feed import FEED_STAGE_BUDGETS_MS
 from mlsd_lib.recsys.feed_load import (
     RecordingSender,
@@ -53,8 +52,7 @@ from mlsd_lib.recsys.feed_load import (
     stage_samples,
 )
 from mlsd_lib.recsys.quick_release import QuickRelease, build_quick_release
-from mlsd_lib.redis_backend import get_redis
-from mlsd_lib.serving.gateway.process import GatewayProcess
+from mlsd_lib.serving.gateway.service_process import API_KEY_ENV
 from mlsd_lib.serving.loadgen import (
     LoadResult,
     RotatingBodySender,
@@ -63,22 +61,18 @@ from mlsd_lib.serving.loadgen import (
     run_closed_loop,
     wait_until_ready,
 )
-from mlsd_lib.serving.triton_server import triton_unavailable_reason
+from mlsd_lib.serving.loadgen.results import stage_percentiles
 from mlsd_lib.worlds.recsys_config import RecsysWorldConfig
 
-API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
 CONCURRENCY = 4
 STREAM = "recs_bench_events"
 HISTORY = "recs_bench_history"
 
 
-def stage_percentiles(answers: list[dict], q: float) -> dict[str, float]:
+def served_percentiles(answers: list[dict], q: float) -> dict[str, float]:
     """The ``q``-th percentile of each stage's milliseconds over the served
     (not degraded) answers; NaN where none was served."""
-    return {
-        name: round(float(np.percentile(ms, q)), 3) if ms.size else float("nan")
-        for name, ms in stage_samples(answers).items()
-    }
+    return stage_percentiles(stage_samples(answers), q)
 
 
 def measure(
@@ -121,16 +115,7 @@ def main() -> None:
     n_single, n_multi = (400, 800) if args.quick else (3_000, 6_000)
     max_seconds = 60.0 if args.quick else 120.0
 
-    reason = triton_unavailable_reason()
-    if reason is not None:
-        sys.exit(f"this benchmark needs a real tritonserver: {reason}")
-    backend = get_redis()
-    if not backend.is_real:
-        sys.exit(
-            "this benchmark needs a real Redis (fakeredis cannot be shared with "
-            "the gateway's process): set REDIS_URL or install redis-server"
-        )
-    redis_url = os.environ.get("REDIS_URL") or f"{backend.address}/0"
+    backend, redis_url = real_backends()
 
     started = time.perf_counter()
     config = RecsysWorldConfig.quick(seed=args.seed) if args.quick else (
@@ -156,26 +141,18 @@ def main() -> None:
             bodies = feed_bodies(
                 release.user_profiles(), release.world.n_users, args.seed
             )
-            with GatewayProcess(command, env) as gateway:
-                try:
-                    single, multi, one, four, counters = measure(
-                        gateway.url, api_key, bodies, n_single, n_multi, max_seconds
-                    )
-                except BaseException:
-                    print(f"gateway output:\n{tail(gateway.output, 25)}")
-                    raise
-            print(tail(gateway.output, 6))
+            with gateway_run(command, env) as gateway:
+                single, multi, one, four, counters = measure(
+                    gateway.url, api_key, bodies, n_single, n_multi, max_seconds
+                )
         finally:
             if release is not None:
                 release.clear_histories(backend.client)
 
     print("POST /v1/recs/feed, one user per request, 20 items:")
     print(format_table([single, multi]))
-    p50, p99 = stage_percentiles(one, 50), stage_percentiles(one, 99)
-    print("stage     budget   p50 ms   p99 ms   (1 client, inside the gateway)")
-    for name in [*FEED_STAGE_BUDGETS_MS, "total"]:
-        budget = FEED_STAGE_BUDGETS_MS.get(name, float("nan"))
-        print(f"{name:10s}{budget:6.0f}  {p50[name]:7.3f}  {p99[name]:7.3f}")
+    p50, p99 = served_percentiles(one, 50), served_percentiles(one, 99)
+    print_stages(FEED_STAGE_BUDGETS_MS, p50, p99, "1 client, inside the gateway")
     for result in (single, multi):
         for error in result.errors_sample:
             print(f"error: {error}")
@@ -198,7 +175,7 @@ def main() -> None:
         "samples_4_clients": multi.successes,
         **{f"stage_{name}_p99_ms": value for name, value in p99.items()},
         **{f"stage_{name}_p50_ms": value for name, value in p50.items()},
-        "stage_p99_4_clients_ms": stage_percentiles(four, 99),
+        "stage_p99_4_clients_ms": served_percentiles(four, 99),
         "failed_requests": single.failures + multi.failures,
         "degraded_requests": len(degraded),
         "gateway_feed_requests": counters.get("feed_requests", 0),

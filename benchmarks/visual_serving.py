@@ -54,11 +54,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _common import gateway_run, print_stages, real_backends
 
 from mlsd_lib.models.training import torch_threads
-from mlsd_lib.processes import tail
-from mlsd_lib.redis_backend import get_redis
-from mlsd_lib.serving.gateway.process import GatewayProcess
+from mlsd_lib.serving.gateway.service_process import API_KEY_ENV
 from mlsd_lib.serving.loadgen import (
     LoadResult,
     RotatingBodySender,
@@ -67,7 +66,6 @@ from mlsd_lib.serving.loadgen import (
     run_closed_loop,
     wait_until_ready,
 )
-from mlsd_lib.serving.triton_server import triton_unavailable_reason
 from mlsd_lib.visual.pipeline import VISUAL_STAGE_BUDGETS_MS
 from mlsd_lib.visual.quick_release import (
     QuickVisualRelease,
@@ -83,7 +81,6 @@ from mlsd_lib.visual.search_load import (
 )
 from mlsd_lib.worlds.images import QuerySet
 
-API_KEY_ENV = "MLSD_GATEWAY_API_KEY"
 CONCURRENCY = 4
 STREAM = "visual_bench_events"
 FIRST_REGION_ID = 900_000
@@ -123,16 +120,7 @@ def main() -> None:
     max_seconds = 60.0 if args.quick else 120.0
     recipe = visual_recipe("small", seed=args.seed, steps=30 if args.quick else None)
 
-    reason = triton_unavailable_reason()
-    if reason is not None:
-        sys.exit(f"this benchmark needs a real tritonserver: {reason}")
-    backend = get_redis()
-    if not backend.is_real:
-        sys.exit(
-            "this benchmark needs a real Redis (fakeredis cannot be shared with "
-            "the gateway's process): set REDIS_URL or install redis-server"
-        )
-    redis_url = os.environ.get("REDIS_URL") or f"{backend.address}/0"
+    backend, redis_url = real_backends()
 
     started = time.perf_counter()
     api_key = secrets.token_urlsafe(24)
@@ -162,33 +150,28 @@ def main() -> None:
             command = [
                 sys.executable, "-m", "mlsd_lib.visual.search_server", str(bundle)
             ]  # fmt: skip
-            with GatewayProcess(command, env) as gateway:
-                try:
-                    waited = wait_until_ready(gateway.url, "/readyz", timeout_s=180.0)
-                    print(f"search gateway ready after {waited:.2f} s at {gateway.url}")
-                    url = f"{gateway.url}/v1/visual/search"
-                    headers = {"X-API-Key": api_key}
-                    with RotatingBodySender(url, photos, headers) as photo_sender:
-                        send = RecordingSender(photo_sender)
-                        run(send, CONCURRENCY, 200, 30)  # warm-up, not measured
-                        run(send, 1, 100, 30)
-                        single, one = run(send, 1, n_single, max_seconds)
-                        multi, four = run(send, CONCURRENCY, n_multi, max_seconds)
-                    with RotatingBodySender(url, regions, headers) as region_sender:
-                        send = RecordingSender(region_sender)
-                        run(send, 1, 50, 30)
-                        taps, tapped = run(send, 1, n_single, max_seconds)
-                    with httpx.Client(timeout=5.0, trust_env=False) as http:
-                        pages = [
-                            http.post(url, json=body, headers=headers).json()
-                            for body in photos[:N_CHECKED]
-                        ]
-                        health = http.get(check_loopback(f"{gateway.url}/healthz"))
-                        counters = health.json()
-                except BaseException:
-                    print(f"gateway output:\n{tail(gateway.output, 25)}")
-                    raise
-            print(tail(gateway.output, 6))
+            with gateway_run(command, env) as gateway:
+                waited = wait_until_ready(gateway.url, "/readyz", timeout_s=180.0)
+                print(f"search gateway ready after {waited:.2f} s at {gateway.url}")
+                url = f"{gateway.url}/v1/visual/search"
+                headers = {"X-API-Key": api_key}
+                with RotatingBodySender(url, photos, headers) as photo_sender:
+                    send = RecordingSender(photo_sender)
+                    run(send, CONCURRENCY, 200, 30)  # warm-up, not measured
+                    run(send, 1, 100, 30)
+                    single, one = run(send, 1, n_single, max_seconds)
+                    multi, four = run(send, CONCURRENCY, n_multi, max_seconds)
+                with RotatingBodySender(url, regions, headers) as region_sender:
+                    send = RecordingSender(region_sender)
+                    run(send, 1, 50, 30)
+                    taps, tapped = run(send, 1, n_single, max_seconds)
+                with httpx.Client(timeout=5.0, trust_env=False) as http:
+                    pages = [
+                        http.post(url, json=body, headers=headers).json()
+                        for body in photos[:N_CHECKED]
+                    ]
+                    health = http.get(check_loopback(f"{gateway.url}/healthz"))
+                    counters = health.json()
         finally:
             if release is not None:
                 release.clear_stock(backend.client)
@@ -199,10 +182,8 @@ def main() -> None:
     photo_stages = stage_samples(one, "image")
     p50, p99 = percentiles(photo_stages, 50), percentiles(photo_stages, 99)
     region_stages = stage_samples(tapped, "region")
-    print("stage     budget   p50 ms   p99 ms   (1 client, photos, inside the gateway)")
-    for name in [*VISUAL_STAGE_BUDGETS_MS, "total"]:
-        budget = VISUAL_STAGE_BUDGETS_MS.get(name, float("nan"))
-        print(f"{name:10s}{budget:6.0f}  {p50[name]:7.3f}  {p99[name]:7.3f}")
+    note = "1 client, photos, inside the gateway"
+    print_stages(VISUAL_STAGE_BUDGETS_MS, p50, p99, note)
     for result in (single, multi, taps):
         for error in result.errors_sample:
             print(f"error: {error}")

@@ -373,3 +373,12 @@ def test_http_failures_and_unready_services_are_reported(service):
     assert "answered 404" in result.errors_sample[0]
     with pytest.raises(ServiceNotReady, match="HTTP 503"):
         wait_until_ready(service, "/never-ready", timeout_s=0.3)
+
+
+def test_stage_percentiles_skip_missing_values_and_name_empty_stages_nan():
+    from mlsd_lib.serving.loadgen.results import stage_percentiles
+
+    samples = {"embed": np.array([1.0, np.nan, 3.0]), "ann": np.array([])}
+    out = stage_percentiles(samples, 50)
+    assert out["embed"] == 2.0 and np.isnan(out["ann"])
+    assert list(stage_percentiles(samples, 99, ["ann", "dedup"])) == ["ann", "dedup"]

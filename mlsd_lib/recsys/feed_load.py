@@ -11,8 +11,10 @@ filter. This module turns many answers into those figures:
 
 * :func:`feed_bodies`: one request per user, users in a seeded order (a fixed
   body would measure one user's cached history over and over);
-* :class:`RecordingSender`: the ``send`` a load loop calls, keeping every
-  answer's body, parsed only after the run so no JSON work is timed;
+* :class:`~mlsd_lib.serving.loadgen.rotating.RecordingSender` (the generic
+  load generator's, importable from here): the ``send`` a load loop calls,
+  keeping every answer's body, parsed only after the run so no JSON work is
+  timed;
 * :func:`stage_samples` and :func:`stage_table`: each stage's milliseconds
   over the served answers (degraded ones skipped: they did not run the
   stages), p50 and p99 against the budget;
@@ -24,9 +26,7 @@ filter. This module turns many answers into those figures:
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import pandas as pd
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.recsys.feed import FEED_STAGE_BUDGETS_MS
 from mlsd_lib.reranking.filters import FilterReport
+from mlsd_lib.serving.loadgen.rotating import RecordingSender
 
 __all__ = [
     "STAGES",
@@ -85,31 +86,6 @@ def feed_bodies(
         }
         for u in users
     ]
-
-
-class RecordingSender:
-    """Wraps a ``send`` (a
-    :class:`~mlsd_lib.serving.loadgen.rotating.RotatingBodySender`) and keeps
-    each answer's raw body; :meth:`take` parses and hands them over.
-
-    Thread-safe: the load loops call it from several threads at once.
-    """
-
-    def __init__(self, send: Callable[[], Any]) -> None:
-        self.send = send
-        self._bodies: list[bytes] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        response = self.send()
-        with self._lock:
-            self._bodies.append(response.content)
-
-    def take(self) -> list[dict[str, Any]]:
-        """The answers since the last call, parsed (and forgotten here)."""
-        with self._lock:
-            bodies, self._bodies = self._bodies, []
-        return [json.loads(body) for body in bodies]
 
 
 def stage_samples(answers: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:

@@ -10,9 +10,12 @@ This module makes the bodies and reads the answers:
   (lossless, so the gateway decodes exactly the world's pixels) and base64,
   with its box and the shopper's region; :func:`region_bodies`: the same
   queries as precomputed regions;
-* :class:`RecordingSender`: the ``send`` a load loop calls, keeping every
-  answer's raw body, parsed only after the run so no JSON work is timed;
-* :func:`stage_samples`, :func:`stage_table` and :func:`percentiles`: each
+* :class:`~mlsd_lib.serving.loadgen.rotating.RecordingSender` (the generic
+  load generator's, importable from here): the ``send`` a load loop calls,
+  keeping every answer's raw body, parsed only after the run so no JSON work
+  is timed;
+* :func:`stage_samples`, :func:`stage_table` and ``percentiles``
+  (:func:`~mlsd_lib.serving.loadgen.results.stage_percentiles`): each
   stage's milliseconds over the answers that ran the stages (degraded ones are
   left out), p50 and p99 against the budget, per load level.
 """
@@ -21,9 +24,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ from numpy.typing import ArrayLike
 from PIL import Image
 
 from mlsd_lib.errors import MlsdError
+from mlsd_lib.serving.loadgen.results import stage_percentiles
+from mlsd_lib.serving.loadgen.rotating import RecordingSender
 
 __all__ = [
     "RecordingSender",
@@ -108,29 +111,6 @@ def region_bodies(
     ]
 
 
-class RecordingSender:
-    """Wraps a ``send`` (a
-    :class:`~mlsd_lib.serving.loadgen.rotating.RotatingBodySender`) and keeps
-    each answer's raw body; :meth:`take` parses and hands them over.
-    Thread-safe: the load loops call it from several threads at once."""
-
-    def __init__(self, send: Callable[[], Any]) -> None:
-        self.send = send
-        self._bodies: list[bytes] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        response = self.send()
-        with self._lock:
-            self._bodies.append(response.content)
-
-    def take(self) -> list[dict[str, Any]]:
-        """The answers since the last call, parsed (and forgotten here)."""
-        with self._lock:
-            bodies, self._bodies = self._bodies, []
-        return [json.loads(body) for body in bodies]
-
-
 def stage_samples(
     answers: Iterable[Mapping[str, Any]], path: str | None = None
 ) -> dict[str, np.ndarray]:
@@ -182,15 +162,5 @@ def stage_table(
     return pd.DataFrame(rows).set_index("stage")
 
 
-def percentiles(
-    samples: Mapping[str, np.ndarray], q: float, names: Sequence[str] | None = None
-) -> dict[str, float]:
-    """The ``q``-th percentile of each stage's milliseconds (NaN if none)."""
-    out = {}
-    for name in names or list(samples):
-        values = np.asarray(samples.get(name, []), dtype=np.float64)
-        values = values[np.isfinite(values)]
-        out[name] = (
-            round(float(np.percentile(values, q)), 3) if values.size else float("nan")
-        )
-    return out
+#: The ``q``-th percentile of each stage (moved to the generic load generator).
+percentiles = stage_percentiles

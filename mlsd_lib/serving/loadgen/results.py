@@ -1,13 +1,15 @@
 """What a load run measured: counts, throughput and latency percentiles.
 
 Part of :mod:`mlsd_lib.serving.loadgen`, introduced in
-``notebooks/model_serving.ipynb``.
+``notebooks/model_serving.ipynb``. :func:`stage_percentiles` reads the other
+side: the milliseconds each stage took inside the server, as its answers
+reported them.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -126,6 +128,22 @@ def format_table(results: Iterable[LoadResult]) -> str:
             line += f", dropped: {result.dropped}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def stage_percentiles(
+    samples: Mapping[str, np.ndarray], q: float, names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """The ``q``-th percentile of each stage's milliseconds in ``samples``
+    (stage name to values; non-finite values skipped), to 3 decimals; NaN for
+    a stage with none. ``names``: those stages (default: all, in order)."""
+    out = {}
+    for name in names or list(samples):
+        values = np.asarray(samples.get(name, []), dtype=np.float64)
+        values = values[np.isfinite(values)]
+        out[name] = (
+            round(float(np.percentile(values, q)), 3) if values.size else float("nan")
+        )
+    return out
 
 
 def _usec(ms: float) -> str:

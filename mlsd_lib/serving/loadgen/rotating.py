@@ -9,7 +9,9 @@ history, how many candidates survive the filters), so the benchmark sends a
 different user each time. :class:`RotatingBodySender` is the standard-library
 sender (:class:`~mlsd_lib.serving.loadgen.senders.LeanHttpSender`) with a list
 of bodies, encoded once up front so that no JSON work is timed, taken in turn
-by whichever thread sends next.
+by whichever thread sends next. :class:`RecordingSender` wraps such a sender
+and keeps every answer, so that a benchmark can read what the server said it
+did (its stages' timings, whether it degraded) after the run.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.loadgen.senders import LeanHttpSender, LeanResponse
 
-__all__ = ["NoBodies", "RotatingBodySender"]
+__all__ = ["NoBodies", "RecordingSender", "RotatingBodySender"]
 
 
 class NoBodies(MlsdError, ValueError):
@@ -69,3 +71,27 @@ class RotatingBodySender(LeanHttpSender):
     def _exchange(self) -> LeanResponse:  # type: ignore[override]
         self._local.body = self._bodies[next(self._turn) % len(self._bodies)]
         return super()._exchange()
+
+
+class RecordingSender:
+    """Wraps a ``send`` (a :class:`RotatingBodySender`) and keeps each
+    answer's raw body; :meth:`take` parses and hands them over.
+
+    Thread-safe: the load loops call it from several threads at once.
+    """
+
+    def __init__(self, send: Callable[[], Any]) -> None:
+        self.send = send
+        self._bodies: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        response = self.send()
+        with self._lock:
+            self._bodies.append(response.content)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The answers since the last call, parsed (and forgotten here)."""
+        with self._lock:
+            bodies, self._bodies = self._bodies, []
+        return [json.loads(body) for body in bodies]
