@@ -7,7 +7,6 @@ the whole file runs in seconds; the million-vector figures are
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from types import ModuleType
 import faiss
 import numpy as np
 import pytest
+from benchmark_modules import load_benchmark as load_ann_benchmark
 from matplotlib.figure import Figure
 
 from mlsd_lib.index import (
@@ -511,13 +511,7 @@ BENCHMARK_KEYS = {
 
 
 def load_benchmark() -> ModuleType:
-    path = ROOT / "benchmarks" / "ann.py"
-    spec = importlib.util.spec_from_file_location("ann_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
+    return load_ann_benchmark("ann.py", "ann_benchmark")
 
 
 def test_the_benchmark_run_at_a_tiny_size_reports_every_key(tmp_path):

@@ -8,13 +8,11 @@ persistence, sharding), and its memory must be what the formula says.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_modules import load_benchmark
 
 from mlsd_lib.index import (
     AnnIndex,
@@ -166,12 +164,7 @@ def test_refine_is_refused_where_it_cannot_apply(data):
 
 
 def test_the_benchmark_reports_the_refined_index(tmp_path):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ann.py"
-    spec = importlib.util.spec_from_file_location("ann_benchmark_refine", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # dataclasses need the module registered
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("ann.py", "ann_benchmark_refine")
     settings = bench.Settings(n=3000, n_queries=50, nlist=64, repeats=1)
     summary = bench.run(settings)
     keys = ("recall_at_10", "p99_ms", "bytes_per_vector")

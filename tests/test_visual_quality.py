@@ -14,16 +14,10 @@ lowered.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+from benchmark_modules import quick_summary
 
 pytestmark = pytest.mark.quality  # a slow tier: see `make test-fast`
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "visual_quality.py"
 
 #: The quick setting's figures when written (seed 0; 420 queries). Training is
 #: deterministic on one machine and torch build; the tolerance absorbs another
@@ -46,19 +40,9 @@ BASELINES = {
 }
 
 
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("visual_quality", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def summary() -> dict:
-    bench = load_benchmark()
-    return bench.run(bench.QUICK, seed=0, progress=False)
+    return quick_summary("visual_quality.py")
 
 
 @pytest.mark.timeout(1800)
