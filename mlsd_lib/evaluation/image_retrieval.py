@@ -157,6 +157,28 @@ def _score_chunks(
         yield start, stop, scores
 
 
+def _labelled(
+    query_vectors: ArrayLike,
+    query_products: ArrayLike,
+    gallery_vectors: ArrayLike,
+    gallery_products: ArrayLike,
+    exclude_same_id: tuple[ArrayLike, ArrayLike] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple | None]:
+    """Queries and gallery, checked: vectors, their products, the exclusion."""
+    q, g = _vectors(query_vectors, gallery_vectors)
+    q_products = _ids(query_products, len(q), "query_products")
+    g_products = _ids(gallery_products, len(g), "gallery_products")
+    return q, g, q_products, g_products, _exclusion(exclude_same_id, len(q), len(g))
+
+
+def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns per row (-1 past the end) and their scores
+    (``-inf`` there)."""
+    picked = rank_top_k(scores, k)
+    chosen = np.take_along_axis(scores, np.maximum(picked, 0), axis=1)
+    return picked, np.where(picked >= 0, chosen, -np.inf)
+
+
 def _no_positive(rows: np.ndarray, products: np.ndarray, n: int) -> None:
     """Raise for the queries whose product has no candidate image left."""
     if rows.size:
@@ -191,10 +213,10 @@ def image_match_ranks(
     set). ``chunk_size`` queries are scored at a time (default: about 4 M
     scores a chunk). Raises when a query's product has no image to find.
     """
-    q, g = _vectors(query_vectors, gallery_vectors)
-    q_products = _ids(query_products, len(q), "query_products")
-    g_products = _ids(gallery_products, len(g), "gallery_products")
-    exclusion = _exclusion(exclude_same_id, len(q), len(g))
+    q, g, q_products, g_products, exclusion = _labelled(
+        query_vectors, query_products, gallery_vectors, gallery_products,
+        exclude_same_id,
+    )  # fmt: skip
     ranks = np.empty(len(q), dtype=np.int64)
     column = np.arange(len(g))
     for start, stop, scores in _score_chunks(q, g, exclusion, chunk_size):
@@ -243,10 +265,10 @@ def product_match_ranks(
     holds products, not images. Ties go to the lower product id (the order of
     :func:`top_k_products`). Arguments as for :func:`image_match_ranks`.
     """
-    q, g = _vectors(query_vectors, gallery_vectors)
-    q_products = _ids(query_products, len(q), "query_products")
-    g_products = _ids(gallery_products, len(g), "gallery_products")
-    exclusion = _exclusion(exclude_same_id, len(q), len(g))
+    q, g, q_products, g_products, exclusion = _labelled(
+        query_vectors, query_products, gallery_vectors, gallery_products,
+        exclude_same_id,
+    )  # fmt: skip
     order, starts, products = _collapse(g_products)
     where = np.minimum(np.searchsorted(products, q_products), len(products) - 1)
     known = products[where] == q_products
@@ -358,10 +380,7 @@ def exact_top_k(
     rows = np.empty((len(q), k), dtype=np.int64)
     top = np.empty((len(q), k), dtype=np.float32)
     for start, stop, scores in _score_chunks(q, g, exclusion, chunk_size):
-        picked = rank_top_k(scores, k)
-        rows[start:stop] = picked
-        chosen = np.take_along_axis(scores, np.maximum(picked, 0), axis=1)
-        top[start:stop] = np.where(picked >= 0, chosen, -np.inf)
+        rows[start:stop], top[start:stop] = _top(scores, k)
     return top, rows
 
 
@@ -390,11 +409,8 @@ def top_k_products(
     ids = np.empty((len(q), k), dtype=np.int64)
     top = np.empty((len(q), k), dtype=np.float32)
     for start, stop, scores in _score_chunks(q, g, exclusion, chunk_size):
-        best = _product_scores(scores, order, starts)
-        picked = rank_top_k(best, k)
-        chosen = np.take_along_axis(best, np.maximum(picked, 0), axis=1)
+        picked, top[start:stop] = _top(_product_scores(scores, order, starts), k)
         ids[start:stop] = np.where(picked >= 0, products[np.maximum(picked, 0)], -1)
-        top[start:stop] = np.where(picked >= 0, chosen, -np.inf)
     return top, ids
 
 
