@@ -329,3 +329,14 @@ def test_filter_diversify_explore_compose() -> None:
     slate = explore(kept.items[page.positions], POOL, IMPRESSIONS, ENGAGED, rng)
     assert page.ok and len(slate.items) == 20
     assert not np.isin(slate.items, candidates[::3]).any()
+
+
+def test_a_filter_report_round_trips_through_its_dict():
+    report = FilterReport(10, {"in_stock": 7, "seen": 9}, 6)
+    fields = report.to_dict()
+    assert fields == {
+        "n_candidates": 10,
+        "passed": {"in_stock": 7, "seen": 9},
+        "n_kept": 6,
+    }
+    assert FilterReport(**fields) == report

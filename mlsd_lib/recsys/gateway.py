@@ -269,13 +269,7 @@ def impression_line(
         "degraded": result.degraded,
         "reason": result.reason,
         "candidates": result.candidates,
-        "filters": None
-        if report is None
-        else {
-            "n_candidates": report.n_candidates,
-            "passed": dict(report.passed),
-            "n_kept": report.n_kept,
-        },
+        "filters": None if report is None else report.to_dict(),
         "unmet": list(result.unmet),
         "timings": body["timings"],
     }

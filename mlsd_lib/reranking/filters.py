@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -55,6 +55,15 @@ class FilterReport:
     n_candidates: int = 0
     passed: Mapping[str, int] = field(default_factory=dict)
     n_kept: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready fields (an impression log line's
+        ``filters``); ``FilterReport(**report.to_dict())`` is the report."""
+        return {
+            "n_candidates": self.n_candidates,
+            "passed": dict(self.passed),
+            "n_kept": self.n_kept,
+        }
 
     def survival(self) -> dict[str, float]:
         """Share of candidates that pass each filter on its own."""

@@ -299,13 +299,7 @@ def impression_line(
         "reason": answer.reason,
         "category_id": answer.category_id,
         "counts": answer.counts,
-        "filters": None
-        if report is None
-        else {
-            "n_candidates": report.n_candidates,
-            "passed": dict(report.passed),
-            "n_kept": report.n_kept,
-        },
+        "filters": None if report is None else report.to_dict(),
         "timings": body["timings"],
     }
 
