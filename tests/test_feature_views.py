@@ -76,3 +76,18 @@ def test_feature_refs_must_name_view_and_feature(text):
 def test_registry_refuses_duplicate_views():
     with pytest.raises(FeatureStoreError, match="registered twice"):
         FeatureRegistry([user_view(), user_view()])
+
+
+def test_a_stream_fold_checks_its_view_is_fed_by_a_stream_and_keyed_by_its_field():
+    from mlsd_lib.features.views import BatchSource, StreamSource
+
+    streamed = user_view(source=StreamSource("events"))
+    streamed.check_stream_keyed_by("user_id", "counts")
+    with pytest.raises(FeatureStoreError, match=r"'user_stats' is not fed by a stream"):
+        user_view(source=BatchSource("t")).check_stream_keyed_by("user_id", "counts")
+    with pytest.raises(
+        FeatureStoreError,
+        match=r"^counts keyed by 'ad_id' cannot fill view 'user_stats', whose "
+        r"entities are \['user_id'\]; one entity\.$",
+    ):
+        streamed.check_stream_keyed_by("ad_id", "counts", "; one entity")

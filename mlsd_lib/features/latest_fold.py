@@ -182,16 +182,7 @@ class LatestValues:
 
     def __post_init__(self) -> None:
         view = self.view
-        if not isinstance(view.source, StreamSource):
-            raise FeatureStoreError(
-                f"view {view.name!r} is not fed by a stream (source={view.source!r}); "
-                "give it source=StreamSource('<stream name>')."
-            )
-        if view.entities != (self.entity_field,):
-            raise FeatureStoreError(
-                f"latest values keyed by {self.entity_field!r} cannot fill view "
-                f"{view.name!r}, whose entities are {list(view.entities)}."
-            )
+        view.check_stream_keyed_by(self.entity_field, "latest values")
         names = [v.feature for v in self.values]
         types = [v.event_type for v in self.values]
         if sorted(names) != sorted(view.feature_names) or len(set(names)) != len(names):

@@ -147,6 +147,23 @@ class FeatureView:
     def defaults(self) -> np.ndarray:
         return np.array([f.default for f in self.features], dtype=np.float32)
 
+    def check_stream_keyed_by(
+        self, entity_field: str, what: str, advice: str = ""
+    ) -> None:
+        """Raise unless a stream feeds this view and its one entity is
+        ``entity_field``, the event field ``what`` (e.g. "latest values") is
+        keyed by; ``advice`` ends the second message."""
+        if not isinstance(self.source, StreamSource):
+            raise FeatureStoreError(
+                f"view {self.name!r} is not fed by a stream (source={self.source!r}); "
+                "give it source=StreamSource('<stream name>')."
+            )
+        if self.entities != (entity_field,):
+            raise FeatureStoreError(
+                f"{what} keyed by {entity_field!r} cannot fill view "
+                f"{self.name!r}, whose entities are {list(self.entities)}{advice}."
+            )
+
 
 @dataclass(frozen=True)
 class FeatureRef:

@@ -94,17 +94,11 @@ class StreamAggregation:
 
     def __post_init__(self) -> None:
         view = self.view
-        if not isinstance(view.source, StreamSource):
-            raise FeatureStoreError(
-                f"view {view.name!r} is not fed by a stream (source={view.source!r}); "
-                "give it source=StreamSource('<stream name>')."
-            )
-        if view.entities != (self.entity_field,):
-            raise FeatureStoreError(
-                f"aggregation keyed by {self.entity_field!r} cannot fill view "
-                f"{view.name!r}, whose entities are {list(view.entities)}; a stream "
-                "view has exactly the one entity its events are counted by."
-            )
+        view.check_stream_keyed_by(
+            self.entity_field,
+            "aggregation",
+            "; a stream view has exactly the one entity its events are counted by",
+        )
         if self.bucket <= timedelta(0):
             raise FeatureStoreError(f"view {view.name!r} needs a positive bucket.")
         names = [c.feature for c in self.counts]
