@@ -50,7 +50,7 @@ from mlsd_lib.index.persistence import sha256_of
 from mlsd_lib.index.spec import IndexSpec
 from mlsd_lib.index.threads import faiss_threads
 from mlsd_lib.index.versions import IndexVersionMismatch
-from mlsd_lib.serving.gateway.deploy import served_name
+from mlsd_lib.serving.gateway.deploy import load_registered, served_name
 from mlsd_lib.serving.gateway.model_calls import ModelEndpoint
 from mlsd_lib.serving.model_server import ModelServer
 from mlsd_lib.serving.registry import (
@@ -350,23 +350,13 @@ def embedder_endpoint(
     """Load the release's embedder onto ``server`` (unless it is there; the
     file is verified against the registry's sha256 first) and describe the
     call: ``pixels`` uint8 ``(n, S, S, 3)`` in, ``embedding`` ``(n, d)`` out."""
-    record = release.embedder
-    name = served_name(record)
     size = release.image_size
     inputs = (TensorSpec(PIXELS, np.uint8, (size, size, 3)),)
     outputs = (TensorSpec(EMBEDDING, np.float32, (release.dim,)),)
-    if not server.has_model(name):
-        record = registry.verify(record.name, record.version)
-        server.load_artifact(
-            name,
-            record.version,
-            record.artifact,
-            sha256=record.sha256,
-            format=record.format,
-            inputs=inputs,
-            outputs=outputs,
-            max_batch_size=max_batch_size,
-        )
+    name = load_registered(
+        registry, release.embedder, server, inputs, outputs,
+        max_batch_size=max_batch_size,
+    )  # fmt: skip
     return ModelEndpoint(
         version=name,
         server=server,

@@ -78,6 +78,36 @@ def served_name(record: ModelVersion) -> str:
     return f"{record.name}-v{record.version}"
 
 
+def load_registered(
+    registry: ModelRegistry,
+    record: ModelVersion,
+    server: ModelServer,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    *,
+    max_batch_size: int,
+    max_queue_delay_us: int = 0,
+) -> str:
+    """Load ``record`` onto ``server`` under :func:`served_name` unless a
+    model of that name is there already; the file is verified against the
+    registry's sha256 first. Returns the served name."""
+    model_name = served_name(record)
+    if not server.has_model(model_name):
+        record = registry.verify(record.name, record.version)
+        server.load_artifact(
+            model_name,
+            record.version,
+            record.artifact,
+            sha256=record.sha256,
+            format=record.format,
+            inputs=inputs,
+            outputs=outputs,
+            max_batch_size=max_batch_size,
+            max_queue_delay_us=max_queue_delay_us,
+        )
+    return model_name
+
+
 class RegistryDeployer:
     """Loads the registry's staged versions onto a model server, on demand.
 
@@ -154,25 +184,17 @@ class RegistryDeployer:
     def _deploy(
         self, server: ModelServer, record: ModelVersion, suffix: str = ""
     ) -> Deployment:
-        model_name = served_name(record)
         refs, context = split_schema(record.feature_names)
-        if not server.has_model(model_name):
-            record = self.registry.verify(record.name, record.version)
-            server.load_artifact(
-                model_name,
-                record.version,
-                record.artifact,
-                sha256=record.sha256,
-                format=record.format,
-                inputs=(
-                    TensorSpec(
-                        self.input_name, np.float32, (len(refs) + len(context),)
-                    ),
-                ),
-                outputs=(TensorSpec(self.output_name, np.float32, (1,)),),
-                max_batch_size=self.max_batch_size,
-                max_queue_delay_us=self.max_queue_delay_us,
-            )
+        width = len(refs) + len(context)
+        model_name = load_registered(
+            self.registry,
+            record,
+            server,
+            (TensorSpec(self.input_name, np.float32, (width,)),),
+            (TensorSpec(self.output_name, np.float32, (1,)),),
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_us=self.max_queue_delay_us,
+        )
         return Deployment(
             version=model_name + suffix,
             server=server,

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlsd_lib.errors import MlsdError
-from mlsd_lib.serving.gateway.deploy import served_name
+from mlsd_lib.serving.gateway.deploy import load_registered
 from mlsd_lib.serving.gateway.scoring import ModelFailed
 from mlsd_lib.serving.model_server import ModelServer
 from mlsd_lib.serving.registry import ModelRegistry, ModelVersion
@@ -145,21 +145,16 @@ def deploy_registered(
     input tensors come from the recorded schema (:func:`schema_tensors`),
     ``outputs`` from the caller (the registry does not record them).
     """
-    model_name = served_name(record)
     inputs = schema_tensors(record.input_schema)
-    if not server.has_model(model_name):
-        record = registry.verify(record.name, record.version)
-        server.load_artifact(
-            model_name,
-            record.version,
-            record.artifact,
-            sha256=record.sha256,
-            format=record.format,
-            inputs=inputs,
-            outputs=tuple(outputs),
-            max_batch_size=max_batch_size,
-            max_queue_delay_us=max_queue_delay_us,
-        )
+    model_name = load_registered(
+        registry,
+        record,
+        server,
+        inputs,
+        tuple(outputs),
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
+    )
     return ModelEndpoint(
         version=model_name + suffix,
         server=server,
