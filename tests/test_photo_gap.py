@@ -69,27 +69,21 @@ def test_colour_histograms_lose_recall_as_photos_leave_the_studio(world, gallery
     """On catalogue-like photos colour finds most items; in cluttered rooms, with
     other objects, under another light it finds far fewer (whole photos, the
     same products and seed at both ends)."""
-    table = recall_along_gap(
-        world,
-        world.test_products,
-        gallery,
-        {"histogram": colour_histograms},
-        [0.0, 1.0],
-        views=("photo",),
-        seed=3,
+    table, again = (
+        recall_along_gap(
+            world,
+            world.test_products,
+            gallery,
+            {"histogram": colour_histograms},
+            [0.0, 1.0],
+            views=("photo",),
+            seed=3,
+        )
+        for _ in range(2)
     )
     clean, phone = table["recall@1"].tolist()
     assert clean >= 0.8
     assert phone <= clean - 0.3
-    again = recall_along_gap(
-        world,
-        world.test_products,
-        gallery,
-        {"histogram": colour_histograms},
-        [0.0, 1.0],
-        views=("photo",),
-        seed=3,
-    )
     assert again.equals(table)
 
 

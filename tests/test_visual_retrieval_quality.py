@@ -70,25 +70,18 @@ def test_product_level_recall_collapses_a_products_images():
 def test_graded_ndcg_is_one_when_the_list_follows_the_gains_and_less_otherwise():
     products = np.array([10, 11, 20])
     relevance = np.array([[1.0, 1.0, 0.3]])  # for a photo of item 10
-    good = retrieval_quality(
-        unit([[1.0, 0.1]]),
-        [10],
-        unit(GALLERY),
-        GALLERY_PRODUCTS,
-        relevance=relevance,
-        relevance_products=products,
-        ks=(1,),
-        ndcg_k=3,
-    )
-    bad = retrieval_quality(
-        unit([[0.0, 1.0]]),
-        [10],
-        unit(GALLERY),
-        GALLERY_PRODUCTS,
-        relevance=relevance,
-        relevance_products=products,
-        ks=(1,),
-        ndcg_k=3,
+    good, bad = (
+        retrieval_quality(
+            unit([query]),
+            [10],
+            unit(GALLERY),
+            GALLERY_PRODUCTS,
+            relevance=relevance,
+            relevance_products=products,
+            ks=(1,),
+            ndcg_k=3,
+        )
+        for query in ([1.0, 0.1], [0.0, 1.0])
     )
     assert good == {"recall@1": 1.0, "NDCG@3": pytest.approx(1.0)}
     # 20 (gain 0.3) first, then 11 and 10: DCG = 0.3 + 1/log2(3) + 1/2
