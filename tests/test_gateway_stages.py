@@ -150,3 +150,13 @@ def test_a_model_call_returns_every_output_and_refuses_bad_answers():
         call_model(nan, {"x": np.ones((2, 2), np.float32)})
     with pytest.raises(ModelFailed, match="in-process server failed: MalformedRequest"):
         call_model(good, {"x": np.ones((2, 2), np.float64)})
+
+
+def test_a_clock_reports_named_stages_that_did_not_run_and_can_skip_rounding():
+    clock = StageClock({"features": 10.0}, stages=("ann", "features", "rerank"))
+    with clock.stage("rerank"):
+        pass
+    timings = clock.timings_ms(digits=None)
+    assert list(timings) == ["features", "ann", "rerank", "total"]
+    assert timings["ann"] == 0.0 and 0.0 < timings["rerank"] < timings["total"]
+    assert clock.timings_ms()["rerank"] == round(timings["rerank"], 3)

@@ -44,9 +44,7 @@ When the index is unavailable the server answers from
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +62,7 @@ from mlsd_lib.reranking.product_collapse import (
     keep_products,
     remove_near_duplicates,
 )
+from mlsd_lib.serving.gateway.budgets import StageClock
 from mlsd_lib.visual.availability import (
     ProductFilter,
     filter_report,
@@ -294,7 +293,7 @@ class VisualSearcher:
         _positive("k_images", k_images)
         _positive("n_products", n_products)
         filters = dict(filters or {})
-        clock = _Clock()
+        clock = StageClock({}, STAGES)
         self.catalogue.check_version(embedder_version)
         queries = _unit_queries(query_vectors, self.catalogue.d)
         with clock.stage("ann"):
@@ -319,7 +318,7 @@ class VisualSearcher:
             filtered=concat_rows([p["filtered"] for p in parts]),
             products=concat_rows([p["products"] for p in parts]),
             order=self.order,
-            timings_ms=clock.timings_ms(),
+            timings_ms=clock.timings_ms(digits=None),
         )
 
     def _rerank_block(
@@ -330,7 +329,7 @@ class VisualSearcher:
         block: slice,
         filters: dict[str, ProductFilter],
         n_products: int,
-        clock: _Clock,
+        clock: StageClock,
     ) -> dict:
         """Steps 2 to 6 for the queries in ``block``."""
         hits = RankedImages(
@@ -362,25 +361,6 @@ class VisualSearcher:
                     out["filtered"] = current
         out["products"] = first_products(current, n_products)
         return out
-
-
-class _Clock:
-    """Milliseconds per stage, summed over blocks, plus the total."""
-
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
-        self._spent = dict.fromkeys(STAGES, 0.0)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._spent[name] += (time.perf_counter() - start) * 1000.0
-
-    def timings_ms(self) -> dict[str, float]:
-        return {**self._spent, "total": (time.perf_counter() - self._start) * 1000.0}
 
 
 def _unit_queries(queries: object, d: int) -> np.ndarray:

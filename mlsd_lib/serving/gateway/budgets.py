@@ -73,13 +73,19 @@ class StageClock:
 
     A stage timed twice adds up (a retry counts against its stage). A stage
     without a budget may be timed too; it is reported but never over budget.
-    ``total`` is the time since the clock was made, stages or not.
+    ``stages``: stages without a budget reported even when they did not run
+    (0), after the budgeted ones. ``total`` is the time since the clock was
+    made, stages or not.
     """
 
-    def __init__(self, budgets_ms: Mapping[str, float]) -> None:
+    def __init__(
+        self, budgets_ms: Mapping[str, float], stages: Sequence[str] = ()
+    ) -> None:
         self.budgets_ms = checked_budgets(budgets_ms)
         self._start = time.perf_counter()
-        self._spent: dict[str, float] = {}
+        self._spent: dict[str, float] = {
+            name: 0.0 for name in stages if name not in self.budgets_ms
+        }
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -102,14 +108,16 @@ class StageClock:
         """Milliseconds since the clock was made."""
         return (time.perf_counter() - self._start) * 1000.0
 
-    def timings_ms(self, digits: int = 3) -> dict[str, float]:
+    def timings_ms(self, digits: int | None = 3) -> dict[str, float]:
         """Every budgeted stage (0 if it did not run), then any other timed
-        stage, then ``total``; rounded to ``digits``."""
+        stage, then ``total``; rounded to ``digits`` (None: not rounded)."""
         extra = [name for name in self._spent if name not in self.budgets_ms]
         names = [*self.budgets_ms, *extra]
-        timings = {name: round(self._spent.get(name, 0.0), digits) for name in names}
-        timings["total"] = round(self.total_ms(), digits)
-        return timings
+        timings = {name: self._spent.get(name, 0.0) for name in names}
+        timings["total"] = self.total_ms()
+        if digits is None:
+            return timings
+        return {name: round(ms, digits) for name, ms in timings.items()}
 
     def over_budget(self) -> tuple[str, ...]:
         """The stages that took longer than their budget in this request."""
