@@ -29,6 +29,8 @@ a naive join inflates a model's offline quality.
   precision, and its precision-recall curve.
 * :mod:`~mlsd_lib.evaluation.image_grids`: image grids for retrieval: queries beside
   their results, framed green when correct and red when not.
+* :mod:`~mlsd_lib.evaluation.ratio_metrics`: ratio metrics (clicks per query) by
+  linearization, on the Welch and paired tests.
 """
 
 from mlsd_lib.evaluation.ab_test import (

@@ -1,13 +1,12 @@
 """The near-duplicate threshold, chosen on labelled pairs for a stated precision.
 
-Introduced in ``casestudies/visual_search/index.md`` (follow-up "How does dedup
-work, and how do you set its threshold?"). Walking down the re-ranked list, a
-product is dropped when its image is within a threshold of a product already
-kept. Dropping a distinct product costs more than showing a duplicate (the
-user loses a result they might have bought), so the threshold is set for a
-precision: of the pairs it calls duplicates, at least ``target_precision``
-(say 99%) must be; among such thresholds the one that catches the most
-duplicates (highest recall) wins.
+Introduced in ``casestudies/visual_search/05_evaluation.ipynb`` (follow-up "How does
+dedup work, and how do you set its threshold?"). Walking down the re-ranked list, a
+product is dropped when its image is within a threshold of a product already kept.
+Dropping a distinct product costs more than showing a duplicate (the user loses a result
+they might have bought), so the threshold is set for a precision: of the pairs it calls
+duplicates, at least ``target_precision`` (say 99%) must be; among such thresholds the
+one that catches the most duplicates (highest recall) wins.
 
 Scores are either similarities (a pair is called a duplicate when
 ``score >= threshold``) or distances (``score <= threshold``): ``kind`` says

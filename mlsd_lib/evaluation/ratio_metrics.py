@@ -1,13 +1,13 @@
 r"""A/B tests on a ratio metric (clicks per query) when users are randomized.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 7, the online test of
-two embedders: "clicks and saves per query"). A metric such as clicks per
-query is a ratio of two per-user sums, :math:`R = \sum_u c_u / \sum_u n_u`,
-and the unit of randomization is the user, not the query: one user's queries
-are correlated, so treating queries as independent makes the interval too
-narrow. :func:`~mlsd_lib.evaluation.ab_test.ratio_metric_test` handles the
-case of a rate (at most one click per impression); a query can earn several
-clicks, so the numerator may exceed the denominator here.
+Introduced in ``casestudies/visual_search/07_online_evaluation.ipynb`` (step 7, the
+online test of two embedders: "clicks and saves per query"). A metric such as clicks per
+query is a ratio of two per-user sums, :math:`R = \sum_u c_u / \sum_u n_u`, and the unit
+of randomization is the user, not the query: one user's queries are correlated, so
+treating queries as independent makes the interval too narrow.
+:func:`~mlsd_lib.evaluation.ab_test.ratio_metric_test` handles the case of a rate (at
+most one click per impression); a query can earn several clicks, so the numerator may
+exceed the denominator here.
 
 **Linearization** (Deng, Knoblich & Lu 2018, "Applying the Delta Method in
 Metric Analytics"). Each user's value

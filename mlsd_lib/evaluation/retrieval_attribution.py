@@ -1,12 +1,12 @@
 """Which stage lost the right product: the embedder, the index, or what came after.
 
-Introduced in ``casestudies/visual_search/index.md`` (the synthetic world's
-"error attribution"). A visual search answers from a chain of stages: the
-embedder places vectors, the ANN index returns candidates, then exact
-re-ranking, collapse into products, near-duplicate removal and filters cut
-the list down to 20. A miss in the final list has one cause, and each cause
-has a different fix (more training or data, more probes or a bigger index, a
-looser dedup threshold or a deeper over-fetch), so the book measures each:
+Introduced in ``casestudies/visual_search/05_evaluation.ipynb`` (the synthetic world's
+"error attribution"). A visual search answers from a chain of stages: the embedder
+places vectors, the ANN index returns candidates, then exact re-ranking, collapse into
+products, near-duplicate removal and filters cut the list down to 20. A miss in the
+final list has one cause, and each cause has a different fix (more training or data,
+more probes or a bigger index, a looser dedup threshold or a deeper over-fetch), so the
+book measures each:
 
 * **hit**: the query's product is in the final list;
 * **embedder**: exact search over the embeddings does not rank it in its top

@@ -36,6 +36,8 @@ checks, the version guard, the shard merge and the measurements.
   ones, to measure indexes on.
 * :mod:`~mlsd_lib.index.scaling`: IVF unit costs measured small and extrapolated
   by counted work; shards for memory and latency, cores at peak.
+* :mod:`~mlsd_lib.index.trained_shards`: shards cloned from one trained IVF index (same
+  lists and codebooks), merged top-K equal to the unsharded index's.
 """
 
 from mlsd_lib.index.ann import AnnIndex, IndexNotReady

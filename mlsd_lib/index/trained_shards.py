@@ -1,17 +1,16 @@
 """Shards of one trained IVF index: same lists and codebooks, a slice of vectors each.
 
-Introduced in ``casestudies/visual_search/index.md`` (follow-up "How would the
-index scale to 10 billion images?": "Each query goes to every shard and the
-gateway merges the top-K lists"). :class:`~mlsd_lib.index.sharded.ShardedIndex`
-builds each shard as an index of its own: each trains its own IVF lists (and PQ
-codebooks) on its slice, so a sharded search at ``nprobe`` scans different lists
-from the unsharded index's and its recall is not the same. Production systems
-at billions of vectors train **once**, on a sample, and ship the trained, empty
-index to every shard (faiss's own billion-scale recipes do this: train, then
-``add`` in pieces, possibly on many machines, then serve the pieces with
-``IndexShards``). Then every shard assigns a vector to the same list with the
-same code as the unsharded index would, and a query at ``nprobe`` probes the
-same lists everywhere, so:
+Introduced in ``casestudies/visual_search/09_interview_followups.ipynb`` (follow-up "How
+would the index scale to 10 billion images?": "Each query goes to every shard and the
+gateway merges the top-K lists"). :class:`~mlsd_lib.index.sharded.ShardedIndex` builds
+each shard as an index of its own: each trains its own IVF lists (and PQ codebooks) on
+its slice, so a sharded search at ``nprobe`` scans different lists from the unsharded
+index's and its recall is not the same. Production systems at billions of vectors train
+**once**, on a sample, and ship the trained, empty index to every shard (faiss's own
+billion-scale recipes do this: train, then ``add`` in pieces, possibly on many machines,
+then serve the pieces with ``IndexShards``). Then every shard assigns a vector to the
+same list with the same code as the unsharded index would, and a query at ``nprobe``
+probes the same lists everywhere, so:
 
     the merged top-K of the shards **equals** the unsharded index's top-K,
 

@@ -68,6 +68,14 @@ Retrieval and ranking (the recommender case study), on
 * :mod:`~mlsd_lib.models.embedder_training`:
   :func:`~mlsd_lib.models.embedder_training.train_embedder`, supervised or
   self-supervised, from one frozen config.
+* :mod:`~mlsd_lib.models.loss_comparison`:
+  :func:`~mlsd_lib.models.loss_comparison.compare_losses`, several metric-learning
+  losses trained on identical P x K batches, only the loss changing.
+* :mod:`~mlsd_lib.models.position_debiased_clicks`: a LightGBM click model with the
+  logged position as a feature, scored at one slot.
+* :mod:`~mlsd_lib.models.embedder_protocol`:
+  :func:`~mlsd_lib.models.embedder_protocol.train_and_evaluate`, train on one image
+  set's products and measure recall@K on another's (the SOP protocol).
 """
 
 from mlsd_lib.models.baselines import MatrixFactorization, MostPopular

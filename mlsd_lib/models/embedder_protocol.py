@@ -1,14 +1,14 @@
 """Train an embedder on one image set's products, measure recall@K on another's.
 
-Introduced in ``casestudies/visual_search/index.md`` ("A loader for Stanford
-Online Products is kept and tested on a small sample"; issue 12: "the training
-and evaluation recipes run on it unchanged"). Stanford Online Products' protocol
-(Song et al. 2016) trains on the products of ``Ebay_train.txt`` and measures
-recall@K on the products of ``Ebay_test.txt``, none seen in training: **every
-test image is a query against every other test image**, and a hit is another
-image of the same product. :func:`train_and_evaluate` is that protocol over any
-pair of :class:`~mlsd_lib.datasets.image_sets.ImageSet`, so the world's
-training images and SOP's run through the same two calls the chapters make,
+Introduced in ``casestudies/visual_search/09_interview_followups.ipynb`` ("A loader for
+Stanford Online Products is kept and tested on a small sample"; issue 12: "the training
+and evaluation recipes run on it unchanged"). Stanford Online Products' protocol (Song
+et al. 2016) trains on the products of ``Ebay_train.txt`` and measures recall@K on the
+products of ``Ebay_test.txt``, none seen in training: **every test image is a query
+against every other test image**, and a hit is another image of the same product.
+:func:`train_and_evaluate` is that protocol over any pair of
+:class:`~mlsd_lib.datasets.image_sets.ImageSet`, so the world's training images and
+SOP's run through the same two calls the chapters make,
 :func:`~mlsd_lib.models.embedder_training.train_embedder` and
 :func:`~mlsd_lib.evaluation.image_retrieval.recall_at_k_by_product` (with
 ``exclude_same_id``, so a query never finds itself), with nothing changed.

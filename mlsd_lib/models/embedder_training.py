@@ -1,6 +1,6 @@
 """Train an :class:`~mlsd_lib.models.image_embedder.ImageEmbedder` on labelled images.
 
-Introduced in ``casestudies/visual_search/index.md``. One frozen
+Introduced in ``casestudies/visual_search/04_models.ipynb``. One frozen
 :class:`EmbedderTrainingConfig` says how (which loss, how many steps of how
 many products, the learning rates, how strong the augmentation, the seed), and
 :func:`train_embedder` runs it on any

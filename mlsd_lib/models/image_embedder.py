@@ -1,13 +1,13 @@
 """A small CNN that maps an image to a unit vector: the visual search embedder.
 
-Introduced in ``casestudies/visual_search/index.md``. Visual search ranks
-catalogue images by their cosine similarity to the query's vector, so the
-embedder's one job is geometry: two photos of one product close, photos of two
-products apart. :class:`ImageEmbedder` is deliberately small and plain torch
-(no torchvision): four convolution blocks (convolution, batch norm, ReLU; the
-first strided, the others followed by 2 x 2 max pooling), global average and
-max pooling side by side, and a linear projection to ``dim``, L2-normalized so
-that an inner product *is* the cosine and matches the index's metric.
+Introduced in ``casestudies/visual_search/04_models.ipynb``. Visual search ranks
+catalogue images by their cosine similarity to the query's vector, so the embedder's one
+job is geometry: two photos of one product close, photos of two products apart.
+:class:`ImageEmbedder` is deliberately small and plain torch (no torchvision): four
+convolution blocks (convolution, batch norm, ReLU; the first strided, the others
+followed by 2 x 2 max pooling), global average and max pooling side by side, and a
+linear projection to ``dim``, L2-normalized so that an inner product *is* the cosine and
+matches the index's metric.
 
 Why this size: on a 2-core CPU a ResNet-50 would train on a few hundred images
 in the minute the book allows; this net (about 0.1 M parameters at the default

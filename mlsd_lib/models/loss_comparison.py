@@ -1,9 +1,9 @@
 """Metric-learning losses trained on identical batches: only the loss differs.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 4, "a CNN embedder
-with a metric-learning loss (contrastive, triplet or proxy-based)"). Which loss
-to train an embedder with is a question a comparison can answer only if nothing
-else changes between the runs. :func:`compare_losses` derives every run from one
+Introduced in ``casestudies/visual_search/04_models.ipynb`` (step 4, "a CNN embedder
+with a metric-learning loss (contrastive, triplet or proxy-based)"). Which loss to train
+an embedder with is a question a comparison can answer only if nothing else changes
+between the runs. :func:`compare_losses` derives every run from one
 :class:`~mlsd_lib.models.embedder_training.EmbedderTrainingConfig` by changing
 the loss alone (:func:`loss_config`), and
 :func:`~mlsd_lib.models.embedder_training.train_embedder` makes the rest equal by

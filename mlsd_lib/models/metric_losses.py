@@ -1,10 +1,10 @@
 """Metric-learning losses by name, from ``pytorch-metric-learning``.
 
-Introduced in ``casestudies/visual_search/index.md`` (the follow-up on how to
-train the embedder). An embedder for visual search is trained on identities,
-not classes it will meet again: the products it must tell apart at serving
-time were never in training. The losses that do this fall into three families,
-and :func:`metric_loss` builds one of each by name:
+Introduced in ``casestudies/visual_search/04_models.ipynb`` (the follow-up on how to
+train the embedder). An embedder for visual search is trained on identities, not classes
+it will meet again: the products it must tell apart at serving time were never in
+training. The losses that do this fall into three families, and :func:`metric_loss`
+builds one of each by name:
 
 * **Pair-based**, on the similarities between the images of a batch:
   ``"contrastive"`` (pull positives together, push negatives beyond a margin;

@@ -1,9 +1,9 @@
 """The multi-similarity loss and its miner, written out in plain torch to teach them.
 
-Introduced in ``casestudies/visual_search/index.md``. Training uses the
-library's version (:func:`~mlsd_lib.models.metric_losses.metric_loss`); this one
-exists so that a reader can see every line, and a test checks that it gives
-``pytorch-metric-learning``'s value on the same batch.
+Introduced in ``casestudies/visual_search/04_models.ipynb``. Training uses the library's
+version (:func:`~mlsd_lib.models.metric_losses.metric_loss`); this one exists so that a
+reader can see every line, and a test checks that it gives ``pytorch-metric-learning``'s
+value on the same batch.
 
 On a batch of unit vectors with cosine similarities ``S`` (Wang et al. 2019):
 

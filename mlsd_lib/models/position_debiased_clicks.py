@@ -1,11 +1,11 @@
 """A light click model learned from logged clicks, with the position factored out.
 
-Introduced in ``casestudies/visual_search/index.md`` (the follow-up "Where does
-engagement enter the ranking": "a light re-ranker ... trained on clicks with
-position accounted for"). A logged click says as much about where the item was
-shown as about the item: slot 0 is examined far more often than slot 9. A model
-fit on (features, clicked) alone learns that whatever the old ranker put first
-is good, and re-ranking with it mostly copies the old order.
+Introduced in ``casestudies/visual_search/07_online_evaluation.ipynb`` (the follow-up
+"Where does engagement enter the ranking": "a light re-ranker ... trained on clicks with
+position accounted for"). A logged click says as much about where the item was shown as
+about the item: slot 0 is examined far more often than slot 9. A model fit on (features,
+clicked) alone learns that whatever the old ranker put first is good, and re-ranking
+with it mostly copies the old order.
 
 The remedy here is the simplest that works with a tree model: the logged
 **position is a feature** at training, and at serving every candidate is

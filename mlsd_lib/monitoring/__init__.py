@@ -9,6 +9,9 @@ Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``.
   hysteresis and a decision log.
 * :mod:`~mlsd_lib.monitoring.alerts`: alert rules (absolute, relative or delta
   limits on a daily metric) and the alerts a day's numbers raise.
+* :mod:`~mlsd_lib.monitoring.embedding_drift`: drift of embeddings against a reference
+  window (mean shift in units of sampling noise, PSI on principal directions, share far
+  from every centroid).
 """
 
 from mlsd_lib.monitoring.drift import (

@@ -1,14 +1,14 @@
 """Drift of embeddings: is this window's traffic still the traffic the model was
 built for?
 
-Introduced in ``casestudies/visual_search/index.md`` (monitoring: "query-embedding
-drift"). A feature monitor compares one number's distribution with a reference
-(:func:`~mlsd_lib.monitoring.drift.psi`); an embedding is a hundred numbers
-that only mean something together, and a PSI per coordinate would raise a
-hundred noisy alarms for one real change. :func:`fit_embedding_reference`
-summarizes a reference window of embeddings (the first days a release
-served) once; :func:`embedding_drift` compares a later window with it on three
-statistics, each catching a different shift:
+Introduced in ``casestudies/visual_search/08_monitoring_and_retraining.ipynb``
+(monitoring: "query-embedding drift"). A feature monitor compares one number's
+distribution with a reference (:func:`~mlsd_lib.monitoring.drift.psi`); an embedding is
+a hundred numbers that only mean something together, and a PSI per coordinate would
+raise a hundred noisy alarms for one real change. :func:`fit_embedding_reference`
+summarizes a reference window of embeddings (the first days a release served) once;
+:func:`embedding_drift` compares a later window with it on three statistics, each
+catching a different shift:
 
 * **mean shift** (``mean_shift``): the squared distance between the window's
   mean and the reference's, divided by what sampling alone gives two samples

@@ -44,4 +44,15 @@ about this case study; the modules here hold what only it needs:
   and background traffic with every answer kept).
 * :mod:`~mlsd_lib.visual.training_images`: what the embedder may learn from: the
   training products' catalogue images and photos, never a test one.
+* Online evaluation: :mod:`~mlsd_lib.visual.online_test` (two arms on every market query
+  with common random numbers; split and paired A/B on clicks and saves per query,
+  guardrails, the truth per arm) and :mod:`~mlsd_lib.visual.click_reranker` (a click
+  re-ranker over the visual page: 24 h CTR point in time, price, stock; visual distance
+  as a constraint).
+* Monitoring and retraining: :mod:`~mlsd_lib.visual.monitors` (query-embedding drift,
+  top-1 category mix, top-1 distance, empty pages per window, alerts and detection
+  delays), :mod:`~mlsd_lib.visual.shift_timeline` (traffic with a camera shift and a new
+  category injected, searched with the served code),
+  :mod:`~mlsd_lib.visual.release_swap` (embedder and index swapped together under load;
+  the version check of answers).
 """

@@ -1,10 +1,10 @@
 """Which products may be shown: the filter interface the search pipeline calls.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel B, step 5:
-"Redis: stock, price, region; filter; return 20"). Stock and shipping change
-by the minute, so they cannot live in the index (that would mean a rebuild);
-they are read after the search, for the few dozen products that survive
-collapse and dedup, and applied as filters.
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (panel B, step 5: "Redis:
+stock, price, region; filter; return 20"). Stock and shipping change by the minute, so
+they cannot live in the index (that would mean a rebuild); they are read after the
+search, for the few dozen products that survive collapse and dedup, and applied as
+filters.
 
 A filter is anything callable as ``keep = f(product_ids)``: given a 1-D
 int64 array of distinct product ids, it returns a bool array of the same

@@ -1,7 +1,7 @@
 """What a visual search server loads from disk: the registry, the fallback and
 stock tables, the stream and the clock.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 6, "Serving"). A
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (step 6, "Serving"). A
 gateway process trains nothing; it starts from files a release job wrote.
 :func:`save_visual_bundle` writes into one folder:
 

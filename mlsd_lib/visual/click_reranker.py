@@ -1,10 +1,10 @@
 """A light re-ranker learned from clicks, with visual distance as a constraint.
 
-Introduced in ``casestudies/visual_search/index.md`` (the follow-up "Where does
-engagement enter the ranking, and what is the risk?"): "The embedding decides
-what is similar; engagement decides which of the similar items are good
-results." The re-ranker reorders the top of the visual page (20 products) by
-a click model over, per (query, candidate):
+Introduced in ``casestudies/visual_search/07_online_evaluation.ipynb`` (the follow-up
+"Where does engagement enter the ranking, and what is the risk?"): "The embedding
+decides what is similar; engagement decides which of the similar items are good
+results." The re-ranker reorders the top of the visual page (20 products) by a click
+model over, per (query, candidate):
 
 * ``similarity``: the candidate's cosine with the query (its best image's),
   and ``gap to best``: how far below the page's best candidate it is;

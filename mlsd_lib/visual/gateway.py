@@ -1,10 +1,10 @@
 """``POST /v1/visual/search``: visual search on the generic gateway.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel B). The route runs
-the visual pipeline (:class:`~mlsd_lib.visual.pipeline.VisualPipeline`) and
-takes everything else from the generic gateway: the app, the API key and
-body-size guards, ``/healthz`` and ``/readyz`` (plus its own readiness check),
-the impression log and the counters. Build it with::
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (panel B). The route runs
+the visual pipeline (:class:`~mlsd_lib.visual.pipeline.VisualPipeline`) and takes
+everything else from the generic gateway: the app, the API key and body-size guards,
+``/healthz`` and ``/readyz`` (plus its own readiness check), the impression log and the
+counters. Build it with::
 
     app = create_app(GatewayConfig(..., max_body_bytes=visual_body_limit(limits)),
                      store, deployments=None)

@@ -1,13 +1,13 @@
 """Visual search's monitors: query-embedding drift, top-1 distance and empty pages,
 per time window of logged searches, with alert rules and detection delays.
 
-Introduced in ``casestudies/visual_search/index.md`` (monitoring: "query-embedding
-drift, top-1 distance, empty-result rate"). Visual search has no label at serving
-time: nobody tells us the product in the photo. What the impression log does hold
-(:func:`~mlsd_lib.visual.gateway.impression_line`) is each query region's
-embedding and the page's scores, and that is enough to notice that the queries are
-no longer the ones the release was built for. A :class:`SearchLog` holds those
-columns for many searches, each with its time window (an hour of traffic, say);
+Introduced in ``casestudies/visual_search/08_monitoring_and_retraining.ipynb``
+(monitoring: "query-embedding drift, top-1 distance, empty-result rate"). Visual search
+has no label at serving time: nobody tells us the product in the photo. What the
+impression log does hold (:func:`~mlsd_lib.visual.gateway.impression_line`) is each
+query region's embedding and the page's scores, and that is enough to notice that the
+queries are no longer the ones the release was built for. A :class:`SearchLog` holds
+those columns for many searches, each with its time window (an hour of traffic, say);
 :func:`monitor_searches` computes, per window:
 
 * **query-embedding drift** (:mod:`~mlsd_lib.monitoring.embedding_drift`):

@@ -84,6 +84,7 @@ __all__ = [
     "offline_report",
     "product_pair_similarity",
     "quality_table",
+    "small_training_set_quiet",
     "vector_quality",
 ]
 
@@ -331,7 +332,7 @@ def build_catalogue(
     default: the serving IVF-PQ,
     :func:`~mlsd_lib.visual.catalogue_index.default_catalogue_spec`)."""
     gallery = exam.gallery
-    with _small_training_set_quiet():
+    with small_training_set_quiet():
         return CatalogueIndex.build(
             vectors.gallery,
             gallery.image_ids,
@@ -343,7 +344,7 @@ def build_catalogue(
 
 
 @contextmanager
-def _small_training_set_quiet() -> Iterator[None]:
+def small_training_set_quiet() -> Iterator[None]:
     """Silence faiss's C-level stderr while an exam-sized index trains.
 
     faiss's k-means prints "WARNING clustering n points to 256 centroids:

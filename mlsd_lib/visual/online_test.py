@@ -1,12 +1,11 @@
 """The online test of visual search inside the world: two arms, clicks and saves.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 7: an A/B test of two
-embedders, and of a re-ranker learned from clicks). An **arm** is any function
-from the market's queries (and their photos) to the product lists shown,
-``(n, k)`` ids best first, -1 for an empty slot: an embedder with its own
-catalogue index behind :class:`~mlsd_lib.visual.search.VisualSearcher`
-(:func:`searcher_arm`), the same with a re-ranker on top, or a stand-in built
-from the truth for tests.
+Introduced in ``casestudies/visual_search/07_online_evaluation.ipynb`` (step 7: an A/B
+test of two embedders, and of a re-ranker learned from clicks). An **arm** is any
+function from the market's queries (and their photos) to the product lists shown, ``(n,
+k)`` ids best first, -1 for an empty slot: an embedder with its own catalogue index
+behind :class:`~mlsd_lib.visual.search.VisualSearcher` (:func:`searcher_arm`), the same
+with a re-ranker on top, or a stand-in built from the truth for tests.
 
 :func:`run_online_test` runs both arms on **every** query of the experiment
 and asks :meth:`~mlsd_lib.worlds.images_market.ImageMarket.respond` for each

@@ -1,7 +1,7 @@
 """One visual search request, stage by stage: photo to products, or a degraded page.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel B, "One query",
-and its p99 budget column). :class:`VisualPipeline` runs, for a
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (panel B, "One query", and
+its p99 budget column). :class:`VisualPipeline` runs, for a
 :class:`VisualQuery`, each stage timed
 (:class:`~mlsd_lib.serving.gateway.budgets.StageClock`) and each dependency
 call bounded by a timeout on its own thread pool

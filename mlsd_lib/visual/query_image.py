@@ -1,8 +1,8 @@
 """The query photo from bytes to the embedder's pixels: decode, crop, resize.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel B, step 1:
-"decode, crop to the query box, resize", 20 ms p99). A gateway takes bytes
-from strangers, so every step checks before it spends:
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (panel B, step 1: "decode,
+crop to the query box, resize", 20 ms p99). A gateway takes bytes from strangers, so
+every step checks before it spends:
 
 * :func:`decode_image` (Pillow): refuses an **empty** body, one **over
   ``max_bytes``**, bytes no decoder recognizes, and an image **over

@@ -1,9 +1,9 @@
 """A seeded visual search release, built in one call: for the serving tests, the
 serving benchmark and the serving chapter.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 6, "Serving"). The
-serving path needs a trained embedder, an index built by it, stock in Redis
-and the tables of the degraded page; it does not need the best model. From a
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (step 6, "Serving"). The
+serving path needs a trained embedder, an index built by it, stock in Redis and the
+tables of the degraded page; it does not need the best model. From a
 :class:`~mlsd_lib.visual.recipes.VisualRecipe`, :func:`build_quick_visual_release`:
 
 1. draws the image world and renders its catalogue;

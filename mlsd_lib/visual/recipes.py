@@ -1,10 +1,10 @@
 """The visual search case study's recipes: which world, which embedder, which
 market, at each size.
 
-Introduced in ``casestudies/visual_search/index.md`` ("How this case study
-unfolds"). Several chapters, the tests and the benchmarks build a release of
-their own; one named :class:`VisualRecipe` per size keeps them on the same
-settings, so a figure in one chapter can be reproduced in another:
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` ("How this case study
+unfolds"). Several chapters, the tests and the benchmarks build a release of their own;
+one named :class:`VisualRecipe` per size keeps them on the same settings, so a figure in
+one chapter can be reproduced in another:
 
 * ``"tiny"``: 4 categories x 4 families x 8 products (about 140 listings,
   560 catalogue images), the narrow embedder (:data:`NARROW`: widths 16 to

@@ -1,14 +1,13 @@
 """Precomputed image regions: embeddings of known objects, read instead of computed.
 
-Introduced in ``casestudies/visual_search/index.md`` (clarifying question
-"Who chooses the region?": about half of all query regions are taps on
-objects detected offline when the image was ingested; requirement "taps on
-pre-detected objects skip the embedder"). When an image enters the system,
-a batch job detects its objects and embeds each region with the release's
-embedder; a tap on one of them sends only its ``region_id``, and the gateway
-reads the vector (and the detector's category label) from Redis in one
-``GET`` instead of decoding, cropping and calling the model server. Half the
-embedder load, and the slowest stage, disappear for those queries.
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (clarifying question "Who
+chooses the region?": about half of all query regions are taps on objects detected
+offline when the image was ingested; requirement "taps on pre-detected objects skip the
+embedder"). When an image enters the system, a batch job detects its objects and embeds
+each region with the release's embedder; a tap on one of them sends only its
+``region_id``, and the gateway reads the vector (and the detector's category label) from
+Redis in one ``GET`` instead of decoding, cropping and calling the model server. Half
+the embedder load, and the slowest stage, disappear for those queries.
 
 The table is **keyed by the embedder version** (``visual:region:<embedder
 version>:<region id>``): a vector from embedder v1 must never query the index

@@ -1,12 +1,11 @@
 """A visual search release: the served embedder and the catalogue index it built,
 one version, deployed together or not at all.
 
-Introduced in ``casestudies/visual_search/index.md`` (requirement "Query
-embedder and index built by the same embedder version: always; enforced at
-deploy time"). Vectors from two embedders are not comparable, and nothing
-crashes when they are mixed: the page just fills with confident nonsense. So
-the embedder and its index are registered as one unit and checked whenever
-they are put to work:
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (requirement "Query
+embedder and index built by the same embedder version: always; enforced at deploy
+time"). Vectors from two embedders are not comparable, and nothing crashes when they are
+mixed: the page just fills with confident nonsense. So the embedder and its index are
+registered as one unit and checked whenever they are put to work:
 
 * :func:`register_visual_release` exports the embedder with raw pixels in
   (:func:`~mlsd_lib.visual.served_embedder.export_pixel_embedder`, parity on

@@ -1,9 +1,9 @@
 """Swap visual search's release in a running gateway: embedder and index together.
 
-Introduced in ``casestudies/visual_search/index.md`` (monitoring and retraining:
-"retrain, re-embed the catalogue, rebuild and swap embedder and index together
-under load"). A retrained embedder puts every image somewhere else: its queries
-against the old index (or the old embedder's against the new one) find
+Introduced in ``casestudies/visual_search/08_monitoring_and_retraining.ipynb``
+(monitoring and retraining: "retrain, re-embed the catalogue, rebuild and swap embedder
+and index together under load"). A retrained embedder puts every image somewhere else:
+its queries against the old index (or the old embedder's against the new one) find
 nonsense, with confident scores. The release holds both
 (:func:`~mlsd_lib.visual.release.register_visual_release`), and
 :func:`swap_visual_release` puts both in front of the next request at once, by

@@ -1,10 +1,9 @@
 """Visual search under load: request bodies, answers kept, stage latencies read back.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel B's p99 column:
-each stage measured against its budget). A load generator
-(:mod:`~mlsd_lib.serving.loadgen`) measures what the *client* sees; every
-answer also carries what the *gateway* saw, the milliseconds of each stage.
-This module makes the bodies and reads the answers:
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (panel B's p99 column: each
+stage measured against its budget). A load generator (:mod:`~mlsd_lib.serving.loadgen`)
+measures what the *client* sees; every answer also carries what the *gateway* saw, the
+milliseconds of each stage. This module makes the bodies and reads the answers:
 
 * :func:`photo_bodies`: one request per user photo, the photo PNG-encoded
   (lossless, so the gateway decodes exactly the world's pixels) and base64,

@@ -1,17 +1,15 @@
 """``python -m mlsd_lib.visual.search_server BUNDLE``: visual search under uvicorn.
 
-Introduced in ``casestudies/visual_search/index.md`` (step 6, "Serving").
-Serves ``POST /v1/visual/search`` (:mod:`mlsd_lib.visual.gateway`) in a process
-of its own, as a deployment would, from a bundle folder
-(:mod:`~mlsd_lib.visual.bundle`): the production release of the bundle's
-registry (embedder and index, refused if they disagree) is loaded, the
-embedder onto a model server
-(:func:`~mlsd_lib.serving.model_server.start_model_server`: ``tritonserver``
-over a model repository, or the in-process server where it cannot run, with
-the reason printed), faiss in this process; stock and the precomputed regions
-are read from the Redis at ``REDIS_URL`` (where the stream processor and the
-region job write them; an unset ``REDIS_URL`` is an error, since a private
-Redis would be empty).
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (step 6, "Serving"). Serves
+``POST /v1/visual/search`` (:mod:`mlsd_lib.visual.gateway`) in a process of its own, as
+a deployment would, from a bundle folder (:mod:`~mlsd_lib.visual.bundle`): the
+production release of the bundle's registry (embedder and index, refused if they
+disagree) is loaded, the embedder onto a model server
+(:func:`~mlsd_lib.serving.model_server.start_model_server`: ``tritonserver`` over a
+model repository, or the in-process server where it cannot run, with the reason
+printed), faiss in this process; stock and the precomputed regions are read from the
+Redis at ``REDIS_URL`` (where the stream processor and the region job write them; an
+unset ``REDIS_URL`` is an error, since a private Redis would be empty).
 
 Like ``python -m mlsd_lib.recsys.feed_server``: loopback only, a port the OS
 picks unless ``--port`` says otherwise, ``gateway: http://HOST:PORT`` printed

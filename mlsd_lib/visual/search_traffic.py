@@ -1,9 +1,9 @@
 """Steady visual search traffic in the background, every answer labelled.
 
-Introduced in ``casestudies/visual_search/index.md`` (requirement
-"Availability: degrade to category-level results if the index is
-unavailable"). A failure drill asks what percentiles cannot answer: while the
-model server was down, did every shopper still get a page, and which kind?
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (requirement "Availability:
+degrade to category-level results if the index is unavailable"). A failure drill asks
+what percentiles cannot answer: while the model server was down, did every shopper still
+get a page, and which kind?
 :class:`SearchTraffic` is the generic gateway's
 :class:`~mlsd_lib.serving.gateway.traffic.PacedBodyLoad` (threads, bounded in
 count and time, loopback only, one

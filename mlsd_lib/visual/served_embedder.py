@@ -1,11 +1,11 @@
 """The embedder as it is served: raw pixels in, one unit vector per image out.
 
-Introduced in ``casestudies/visual_search/index.md`` (panel A: "TorchScript,
-torch.export" into the model registry; panel B, step 2: "Triton: embedder").
-A trained :class:`~mlsd_lib.models.image_embedder.ImageEmbedder` takes float
-``(n, 3, H, W)`` tensors in ``[0, 1]``; a gateway holds decoded pixels,
-``uint8 (n, H, W, 3)``. :class:`PixelEmbedder` puts the conversion (channels
-first, divide by 255) **inside the exported graph**, for two reasons:
+Introduced in ``casestudies/visual_search/06_serving.ipynb`` (panel A: "TorchScript,
+torch.export" into the model registry; panel B, step 2: "Triton: embedder"). A trained
+:class:`~mlsd_lib.models.image_embedder.ImageEmbedder` takes float ``(n, 3, H, W)``
+tensors in ``[0, 1]``; a gateway holds decoded pixels, ``uint8 (n, H, W, 3)``.
+:class:`PixelEmbedder` puts the conversion (channels first, divide by 255) **inside the
+exported graph**, for two reasons:
 
 * one definition of the input: the catalogue job and the gateway send the same
   bytes to the same file, so neither can normalize differently from training

@@ -1,11 +1,11 @@
 """A timeline of visual search traffic with known shifts injected, searched window by
 window with the served code: what the monitors are tested on.
 
-Introduced in ``casestudies/visual_search/index.md`` (monitoring and retraining:
-"the camera-style shift and a new category injected"). A monitor is only as good
-as the shifts it was shown to catch, and a simulation can inject them at a known
-moment, which production never tells us. A :class:`ShiftTimeline` says, per time
-window, what the shoppers photograph:
+Introduced in ``casestudies/visual_search/08_monitoring_and_retraining.ipynb``
+(monitoring and retraining: "the camera-style shift and a new category injected"). A
+monitor is only as good as the shifts it was shown to catch, and a simulation can inject
+them at a known moment, which production never tells us. A :class:`ShiftTimeline` says,
+per time window, what the shoppers photograph:
 
 * until ``style_at``, products of the old catalogue in the world's phone style;
   from it, a ``style_share`` of photos come from a new camera

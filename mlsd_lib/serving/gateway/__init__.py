@@ -37,6 +37,14 @@ Introduced in ``notebooks/model_serving.ipynb``. One concept per module:
   its own (what a benchmark measures);
 - :mod:`~mlsd_lib.serving.gateway.traffic`: steady background load with every
   request recorded (hot swaps, fault drills);
+- :mod:`~mlsd_lib.serving.gateway.service`: a route family's service (its
+  pipeline's pools, the release swapped in one assignment) and
+  :func:`~mlsd_lib.serving.gateway.service.add_service`;
+- :mod:`~mlsd_lib.serving.gateway.service_process`: what every gateway command
+  shares (loopback, API key, SIGTERM, uvicorn; bundle servers' arguments and
+  start checks);
+- :mod:`~mlsd_lib.serving.gateway.release_swap`: load beside, warm up, switch: a
+  whole release swapped into a running service;
 - :mod:`~mlsd_lib.serving.gateway.demo` and ``python -m mlsd_lib.serving.gateway
   --demo``: a real uvicorn server on loopback with a small seeded deployment.
 """

@@ -41,6 +41,7 @@ class ServedRelease(Protocol):
     def versions(self) -> dict[str, str]: ...
 
 
+#: The models type a service swaps in and out: any :class:`ServedRelease`.
 R = TypeVar("R", bound=ServedRelease)
 
 
