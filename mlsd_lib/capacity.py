@@ -10,8 +10,10 @@ Traffic is given either per user (``daily_active_users`` x
 ``requests_per_user_per_day``, the usual prompt) or as ``requests_per_day`` when the
 prompt counts requests and not users ("100 M visual queries a day").
 
-Three helpers serve every case study's estimate: :func:`replicas_needed` (servers
-for a measured throughput, planned below full utilization), :func:`integer_bytes`
+Four helpers serve every case study's estimate: :func:`replicas_needed` (servers
+for a measured throughput, planned below full utilization), :func:`fleet_size`
+(the same, said the way the framework chapter says it: replicas at the load,
+then a headroom on top), :func:`integer_bytes`
 (the narrowest integer id for a count) and :func:`sensitivity` (how much each
 derived figure moves when one assumption doubles: the question an interviewer asks
 next).
@@ -348,6 +350,57 @@ def replicas_needed(
             f"target_utilization must be in (0, 1], got {target_utilization}."
         )
     return max(1, math.ceil(load_per_s / (capacity_per_replica_s * target_utilization)))
+
+
+@dataclass(frozen=True)
+class FleetSize:
+    """Replicas for a load: ``at_load`` just carries it, ``planned`` adds headroom."""
+
+    load_per_s: float
+    per_replica_s: float
+    headroom: float
+    at_load: int
+    planned: int
+
+    def formula(self) -> str:
+        """The arithmetic, with this fleet's numbers, for a notebook to print."""
+        return (
+            f"ceil({format_si(self.load_per_s)}/s / "
+            f"{format_si(self.per_replica_s)}/s per replica) = {self.at_load:,}; "
+            f"x {1 + self.headroom:g} headroom = {self.planned:,} replicas"
+        )
+
+
+def fleet_size(
+    load_per_s: float, per_replica_s: float, headroom: float = 0.3
+) -> FleetSize:
+    """Replicas to carry ``load_per_s`` when one replica sustains
+    ``per_replica_s`` (measured within the latency budget), plus ``headroom``.
+
+    ``at_load = ceil(load / per_replica)`` (at least 1) and ``planned =
+    ceil(at_load x (1 + headroom))``: the framework chapter's "926 replicas at
+    peak, about 1,200 with 30% headroom for failures and deploys". Headroom 0.3
+    is planning at 1/1.3 = 77% of measured capacity; :func:`replicas_needed`
+    states the same idea as a target utilization.
+    """
+    for name, value in (("load_per_s", load_per_s), ("per_replica_s", per_replica_s)):
+        if not math.isfinite(value):
+            raise CapacityInputError(f"{name} must be finite, got {value}.")
+    if load_per_s < 0:
+        raise CapacityInputError(f"load_per_s must be >= 0, got {load_per_s}.")
+    if per_replica_s <= 0:
+        raise CapacityInputError(
+            f"per_replica_s must be > 0 (measure what one replica sustains within "
+            f"its latency budget), got {per_replica_s}."
+        )
+    if not 0 <= headroom <= 10 or not math.isfinite(headroom):
+        raise CapacityInputError(
+            f"headroom must be a fraction in [0, 10] (0.3 = 30% spare), got {headroom}."
+        )
+    # Rounded before ceil so that 1,000 x 1.3 is 1,300 and not 1,301.
+    at_load = max(1, math.ceil(round(load_per_s / per_replica_s, 9)))
+    planned = max(at_load, math.ceil(round(at_load * (1 + headroom), 9)))
+    return FleetSize(load_per_s, per_replica_s, headroom, at_load, planned)
 
 
 def integer_bytes(count: float) -> int:
