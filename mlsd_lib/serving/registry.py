@@ -402,7 +402,7 @@ class ModelRegistry:
         return self.root / name / "stages" / f"{stage}.json"
 
     def stage_history(self, name: str, stage: Stage) -> list[dict[str, Any]]:
-        """Every promote and rollback of ``stage``, oldest first."""
+        """Every promote, rollback and withdraw of ``stage``, oldest first."""
         path = self._stage_file(name, stage)
         if not path.is_file():
             return []
@@ -465,6 +465,35 @@ class ModelRegistry:
             self._stage_file(name, stage), {"stage": stage, "history": history}
         )
         return self.get(name, stack[-2])
+
+    def withdraw(self, name: str, stage: Stage, reason: str = "") -> ModelVersion:
+        """Take the current version off ``stage``, leaving the version promoted
+        before it there (none, for a first canary); returns the withdrawn one.
+
+        This is the way back from a canary that fails its checks: unlike
+        :meth:`rollback`, it works when nothing was promoted to the stage before,
+        and the history records why (``reason``), so the post-mortem can read it.
+        """
+        history = self.stage_history(name, stage)
+        stack = self._stack(history)
+        if not stack:
+            raise RegistryError(
+                f"cannot withdraw {name!r} from {stage}: no version is there. "
+                f"Check stage_version({name!r}, {stage!r}) before withdrawing."
+            )
+        history.append(
+            {
+                "action": "withdraw",
+                "version": stack[-2] if len(stack) > 1 else None,
+                "from_version": stack[-1],
+                "reason": reason,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        _write_json_atomic(
+            self._stage_file(name, stage), {"stage": stage, "history": history}
+        )
+        return self.get(name, stack[-1])
 
     def load_stage(self, name: str, stage: Stage) -> Any:
         """Load whatever version ``stage`` points at (checksum verified)."""
