@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,11 +14,13 @@ from mlsd_lib.adclick.bucket_sweep import (
     sweep_buckets,
 )
 from mlsd_lib.adclick.recipes import Budget
+from mlsd_lib.datasets.ctr import hash_ids
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.features.hash_collisions import (
     BucketSweepError,
     colliding_rows,
     collision_stats,
+    distinct_collisions,
     expected_colliding_share,
     hashed_collisions,
     hashed_table_bytes,
@@ -42,6 +46,12 @@ def test_measured_collisions_match_the_uniform_hash_formula():
         stats = hashed_collisions(values, num_buckets, salt=3)
         expected = expected_colliding_share(20_000, num_buckets)
         assert stats.colliding_value_share == pytest.approx(expected, abs=0.02)
+        # hashing only the distinct values gives the per-row answer
+        rows = np.repeat(values[:50], 3)
+        by_rows = collision_stats(rows, hash_ids(rows, num_buckets, salt=3))
+        assert hashed_collisions(rows, num_buckets, salt=3) == dataclasses.replace(
+            by_rows, num_buckets=num_buckets
+        )
     small = hashed_collisions(values, 2**12).colliding_value_share
     large = hashed_collisions(values, 2**18).colliding_value_share
     assert small > 0.9 > 0.1 > large
@@ -61,6 +71,8 @@ def test_bad_inputs_raise_errors_that_say_what_to_do():
         collision_stats(np.arange(3), np.arange(4))
     with pytest.raises(BucketSweepError, match="non-empty"):
         collision_stats(np.array([]), np.array([]))
+    with pytest.raises(BucketSweepError, match="one row count per distinct value"):
+        distinct_collisions(np.arange(3), np.ones(2), 8)
     with pytest.raises(BucketSweepError, match="num_fields, width"):
         hashed_table_bytes(8, 0)
     assert issubclass(BucketSweepError, MlsdError)

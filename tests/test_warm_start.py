@@ -16,6 +16,7 @@ from mlsd_lib.adclick.warm_vs_scratch import (
     RetrainingComparisonError,
     compare_warm_and_scratch,
     probe_mask,
+    warm_training,
 )
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.models import predict_proba
@@ -98,3 +99,12 @@ def test_comparison_errors_say_what_to_do(traffic):
         compare_warm_and_scratch(traffic, first_day=3, last_day=4, probe=good[:10])
     assert issubclass(RetrainingComparisonError, MlsdError)
     assert issubclass(RetrainingComparisonError, ValueError)
+
+
+def test_warm_training_pays_the_prior_once_per_window():
+    config = warm_training(7, lr=0.01)
+    assert config.lr == 0.01
+    assert config.embedding_l2 == pytest.approx(DAILY_TRAINING.embedding_l2 / 6)
+    assert config.batch_size == DAILY_TRAINING.batch_size
+    with pytest.raises(RetrainingComparisonError, match="train_days must be >= 2"):
+        warm_training(1)

@@ -24,8 +24,8 @@ from mlsd_lib.datasets.ctr import CTRData, hash_ids
 from mlsd_lib.features.hash_collisions import (
     BucketSweepError,
     colliding_rows,
+    distinct_collisions,
     expected_colliding_share,
-    hashed_collisions,
     hashed_table_bytes,
 )
 from mlsd_lib.progress import tqdm
@@ -78,9 +78,11 @@ def collision_table(
     """One row per (field, buckets): measured and expected collision shares."""
     rows = []
     for field in fields:
-        values = getattr(log, field)
+        distinct, counts = np.unique(getattr(log, field), return_counts=True)
         for num_buckets in bucket_sizes:
-            stats = hashed_collisions(values, num_buckets, salt=_salt(field))
+            stats = distinct_collisions(
+                distinct, counts, num_buckets, salt=_salt(field)
+            )
             rows.append(
                 {
                     "field": field,

@@ -103,15 +103,36 @@ def collision_stats(values: np.ndarray, buckets: np.ndarray) -> CollisionStats:
 def hashed_collisions(
     values: np.ndarray, num_buckets: int, *, salt: int = 0
 ) -> CollisionStats:
-    """:func:`collision_stats` of ``values`` hashed by ``hash_ids`` with ``salt``."""
+    """:func:`collision_stats` of ``values`` hashed by ``hash_ids`` with ``salt``.
+
+    Only the distinct values are hashed (with their row counts), so a sweep
+    over many table sizes costs one ``np.unique`` of the rows, not one per size.
+    """
+    return distinct_collisions(
+        *np.unique(values, return_counts=True), num_buckets, salt=salt
+    )
+
+
+def distinct_collisions(
+    distinct: np.ndarray, rows: np.ndarray, num_buckets: int, *, salt: int = 0
+) -> CollisionStats:
+    """Collisions of ``distinct`` values, value ``i`` occurring in ``rows[i]`` rows."""
     _check_buckets(num_buckets)
-    stats = collision_stats(values, hash_ids(values, num_buckets, salt=salt))
+    if len(distinct) == 0 or len(distinct) != len(rows):
+        raise BucketSweepError(
+            f"need one row count per distinct value and at least one value, got "
+            f"{len(distinct)} values and {len(rows)} counts."
+        )
+    buckets = hash_ids(distinct, num_buckets, salt=salt)
+    per_bucket = np.bincount(buckets, minlength=int(num_buckets))
+    colliding = per_bucket[buckets] > 1
+    rows = np.asarray(rows, dtype=np.float64)
     return CollisionStats(
         num_buckets=int(num_buckets),
-        distinct_values=stats.distinct_values,
-        buckets_used=stats.buckets_used,
-        colliding_value_share=stats.colliding_value_share,
-        colliding_row_share=stats.colliding_row_share,
+        distinct_values=len(distinct),
+        buckets_used=int(np.count_nonzero(per_bucket)),
+        colliding_value_share=float(colliding.mean()),
+        colliding_row_share=float(rows[colliding].sum() / rows.sum()),
     )
 
 
