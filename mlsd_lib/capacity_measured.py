@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlsd_lib.capacity import CapacityInputError
@@ -23,11 +24,15 @@ from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.loadgen import LoadResult
 
 __all__ = [
+    "ONE_THREAD_ENV",
     "BudgetedRate",
     "NoLevelWithinBudget",
+    "off_cpu",
     "pinned_module_command",
+    "process_tree",
     "rate_within_budget",
     "spare_cpu",
+    "tree_cpus",
 ]
 
 #: Environment that keeps a pinned process's math libraries to one thread:
@@ -47,6 +52,23 @@ def spare_cpu() -> int:
     """The highest-numbered CPU this process may run on (the last of its
     affinity set): pin the service there and leave the others to the client."""
     return max(os.sched_getaffinity(0))
+
+
+@contextmanager
+def off_cpu(cpu: int) -> Iterator[frozenset[int]]:
+    """For the block, keep this thread (and the threads it starts, a load
+    generator's) off ``cpu``, so the client does not steal the core it measures;
+    yields the CPUs it runs on. With no other CPU allowed it stays where it is.
+    Linux applies affinity per thread: threads already running are not moved.
+    """
+    before = os.sched_getaffinity(0)
+    others = before - {cpu}
+    if others:
+        os.sched_setaffinity(0, others)
+    try:
+        yield frozenset(others or before)
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def pinned_module_command(
@@ -74,6 +96,43 @@ def pinned_module_command(
         f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
     )
     return [python, "-c", code, *args]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it, from ``/proc/PID/task/*/children``
+    (Linux); a process that exits while being read is left out."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        found.append(current)
+        for tid in tasks:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children") as file:
+                    todo.extend(int(child) for child in file.read().split())
+            except OSError:
+                continue
+    return found
+
+
+def tree_cpus(pid: int) -> frozenset[int]:
+    """Every CPU any thread of ``pid`` or its descendants may run on: ``{cpu}``
+    when the whole service, model server included, is pinned to one."""
+    cpus: set[int] = set()
+    for process in process_tree(pid):
+        try:
+            tasks = os.listdir(f"/proc/{process}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                cpus |= os.sched_getaffinity(int(tid))
+            except OSError:
+                continue
+    return frozenset(cpus)
 
 
 @dataclass(frozen=True)

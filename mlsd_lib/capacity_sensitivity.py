@@ -85,6 +85,19 @@ def plot_tornado(
                 label=f"assumption x {factor:g}",
             )
         ax.set_xscale("log", base=2)
+        low, high = (
+            float(np.nanmin(frame[["low", "high"]])),
+            float(np.nanmax(frame[["low", "high"]])),
+        )
+        ticks = [
+            2.0**k
+            for k in range(
+                int(np.floor(np.log2(min(low, 1.0)))),
+                int(np.ceil(np.log2(max(high, 1.0)))) + 1,
+            )
+        ]
+        ax.set_xticks(ticks, [f"x{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.axvline(1, color="black", linewidth=0.8)
         ax.set_yticks(y, shown.index)
         ax.set_xlabel("answer / base answer")

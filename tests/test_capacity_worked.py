@@ -3,9 +3,11 @@ fleet size from a measured rate, the tornado and the budgeted rate."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,12 @@ import pytest
 from mlsd_lib.capacity import CapacityInputError, fleet_size
 from mlsd_lib.capacity_measured import (
     NoLevelWithinBudget,
+    off_cpu,
     pinned_module_command,
+    process_tree,
     rate_within_budget,
     spare_cpu,
+    tree_cpus,
 )
 from mlsd_lib.capacity_sensitivity import plot_tornado, tornado
 from mlsd_lib.capacity_worked import (
@@ -237,3 +242,41 @@ def test_pinned_command_pins_the_module_and_its_children() -> None:
         pinned_module_command("json.tool", [], max(os.sched_getaffinity(0)) + 1000)
     with pytest.raises(CapacityInputError, match="is not a module name"):
         pinned_module_command("json; rm -rf /", [], cpu)
+
+
+def test_tree_cpus_sees_a_pinned_child_and_off_cpu_restores() -> None:
+    cpu = spare_cpu()
+    argv = pinned_module_command("http.server", ["--bind", "127.0.0.1", "0"], cpu)
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert child.pid in process_tree(os.getpid())
+        for _ in range(100):  # until the interpreter has started its module
+            if tree_cpus(child.pid) == {cpu}:
+                break
+            time.sleep(0.02)
+        assert tree_cpus(child.pid) == {cpu}
+    finally:
+        child.terminate()
+        child.wait(10)
+    before = os.sched_getaffinity(0)
+    with off_cpu(cpu) as running_on:
+        assert os.sched_getaffinity(0) == running_on
+        assert cpu not in running_on or before == {cpu}
+    assert os.sched_getaffinity(0) == before
+
+
+def test_the_chapter_exercises_figures() -> None:
+    """The numbers notebooks/capacity.ipynb's exercise solutions state."""
+    base = AdClickAssumptions()
+    peak4 = ad_click_estimate(dataclasses.replace(base, peak_to_average=4))
+    assert (peak4["replicas at peak"], peak4["replicas with headroom"]) == (1852, 2408)
+    fewer = ad_click_estimate(dataclasses.replace(base, negative_keep_rate=0.025))
+    stored = ad_click_estimate(base)["training data for retention"]
+    assert fewer["training data for retention"] / stored == pytest.approx(
+        0.584, abs=1e-3
+    )
+    assert fewer["sampled positive rate"] == pytest.approx(0.288, abs=1e-3)
+    hedged = fan_out_estimate(FanOutAssumptions(slow_probability=0.0025))
+    assert hedged["requests that wait on a slow shard"] == pytest.approx(
+        0.049, abs=5e-4
+    )
