@@ -119,6 +119,13 @@ def test_user_population_draws_the_configured_means():
     assert clicks.sum() / imps.sum() == pytest.approx(0.1, rel=0.02)
 
 
+def test_rejection_rate_counts_strictly_below_alpha_and_prints_its_interval():
+    rate = rejection_rate([0.01, 0.05, 0.7, 0.9], 0.05)
+    assert (rate.rejections, rate.experiments, rate.rate) == (1, 4, 0.25)
+    assert rate.ci[0] < 0.25 < rate.ci[1]
+    assert str(rate).startswith("0.25 [") and str(rate).endswith("(1 of 4)")
+
+
 def test_bad_settings_are_refused_with_the_fix():
     with pytest.raises(SimulationInputError, match="baseline_rate must be in"):
         simulate_proportion_tests(1.5, 0.0, 10, experiments=1, seed=0)

@@ -74,7 +74,7 @@ class RejectionRate:
 
     def __str__(self) -> str:
         return (
-            f"{self.rate:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}] "
+            f"{self.rate:.3g} [{self.ci[0]:.3g}, {self.ci[1]:.3g}] "
             f"({self.rejections:,} of {self.experiments:,})"
         )
 
