@@ -4,6 +4,7 @@ two drills run for real (Redis killed; a broken canary rolled back)."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import httpx
 import numpy as np
@@ -24,6 +25,7 @@ from mlsd_lib.serving.canary_rollback import (
     CanaryGuard,
     CanaryRule,
     CanaryRuleError,
+    excess_log_loss,
     expected_log_loss,
 )
 from mlsd_lib.serving.fault_drill import (
@@ -129,6 +131,10 @@ def test_expected_log_loss_is_the_log_loss_of_many_labels():
     assert expected_log_loss(p, q) == pytest.approx(sampled, rel=0.01)
     # the truth itself is the best prediction
     assert expected_log_loss(q, q) < expected_log_loss(p, q)
+    assert excess_log_loss(q, q) == pytest.approx(0.0, abs=1e-12)
+    assert excess_log_loss(p, q) == pytest.approx(
+        expected_log_loss(p, q) - expected_log_loss(q, q)
+    )
     with pytest.raises(CanaryRuleError, match="one shape"):
         expected_log_loss(p, q[:3])
 
@@ -320,6 +326,23 @@ def test_redis_drill_degrades_then_recovers_without_a_failed_request(tmp_path, e
     assert during["degraded"].sum() >= 10 * max(1, during["full"].sum())
     assert after["full"].sum() > 0 and after["degraded"].sum() <= 2
     assert time_to_first(run, "fault", "degraded") < 0.5
+
+
+def test_a_late_repair_still_gets_load_after_it():
+    load = DrillLoad("http://127.0.0.1:9", HEADERS, [{}], clients=1, pace_s=0.05)
+    run = run_drill(
+        load,
+        lambda: None,
+        fault_at_s=0.05,
+        recover=lambda: time.sleep(0.3),  # runs past duration_s
+        recover_at_s=0.1,
+        duration_s=0.2,
+        observe_after_repair_s=0.2,
+    )
+    assert run.seconds("recovered") >= 0.4
+    assert max(o.sent_at for o in run.outcomes) > run.marks["recovered"]
+    assert {o.status for o in run.outcomes} == {0}  # nothing listens on port 9
+    assert all(o.error for o in run.outcomes)
 
 
 @pytest.mark.faults

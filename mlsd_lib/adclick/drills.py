@@ -6,7 +6,8 @@ generic (:mod:`~mlsd_lib.serving.fault_drill`,
 ad-click case knows: the body of a ``POST /v1/ads/score`` for each sampled
 request, and the canary metric, the log loss of each arm's served pCTRs
 against the world's true click probabilities for the same ads, users and
-contexts (in slot 0, as the gateway scores them). In production the labels
+contexts (in slot 0, as the gateway scores them), less the truth's own log
+loss: the part each model gets wrong. In production the labels
 are clicks joined to the impression log minutes later; the simulator's truth
 gives the same comparison without waiting or sampling noise.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mlsd_lib.adclick.experiment import Requests
-from mlsd_lib.serving.canary_rollback import ArmMetrics, expected_log_loss
+from mlsd_lib.serving.canary_rollback import ArmMetrics, excess_log_loss
 from mlsd_lib.serving.fault_drill import DrillOutcome
 from mlsd_lib.worlds.ads import DEVICES, AdsWorld
 
@@ -75,14 +76,15 @@ def served_vs_truth(
 def arm_log_loss(
     world: AdsWorld, requests: Requests, outcomes: Sequence[DrillOutcome]
 ) -> ArmMetrics | None:
-    """Each arm's expected log loss against the truth on ``outcomes`` (one
-    sample per scored ad); None if the canary answered none of them."""
+    """Each arm's log loss in excess of the truth's own
+    (:func:`~mlsd_lib.serving.canary_rollback.excess_log_loss`) on
+    ``outcomes``, one sample per scored ad; None unless both arms answered."""
     arms = served_vs_truth(world, requests, outcomes)
     if "canary" not in arms or "production" not in arms:
         return None
     return ArmMetrics(
-        stable=expected_log_loss(*arms["production"]),
-        canary=expected_log_loss(*arms["canary"]),
+        stable=excess_log_loss(*arms["production"]),
+        canary=excess_log_loss(*arms["canary"]),
         stable_samples=len(arms["production"][0]),
         canary_samples=len(arms["canary"][0]),
     )

@@ -9,10 +9,13 @@ model's logit around a fixed centre,
 
     p_broken = sigmoid(2 * centre - logit(p)),
 
-so with ``centre`` at the model's average logit its mean pCTR stays about
-where it was (a dashboard of average pCTR sees nothing) while its ranking is
-exactly reversed and its log loss is far worse. Only a metric against labels,
-or the world's truth, catches it.
+With ``centre=0`` it is the plain sign flip, ``1 - p``: rare clicks predicted
+as near-certain, which any calibration check catches at once. With ``centre``
+at the model's average logit (:func:`mean_logit`) it is the subtle version: the
+mean pCTR stays about where it was (a dashboard of average pCTR sees nothing)
+while the ranking is exactly reversed; only a metric against labels, or the
+world's truth, catches it, and it takes more samples the weaker the model's
+ranking signal was to begin with.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ samples to trust it, then
 
     rollback  if  canary_metric > stable_metric * (1 + max_relative_excess)
 
-for a lower-is-better metric such as log loss. :class:`CanaryGuard` applies it
+for a lower-is-better metric such as log loss (here, by default, the log loss
+in excess of the truth's own: :func:`excess_log_loss`). :class:`CanaryGuard` applies it
 while traffic flows: every ``check_every_s`` it asks a caller-supplied function
 for both arms' metrics over the last ``window_s``, records the verdict, and on
 the first ``rollback`` calls the caller's ``rollback`` once (withdraw the
@@ -84,6 +85,17 @@ def expected_log_loss(p: np.ndarray, q: np.ndarray, eps: float = 1e-7) -> float:
             f"p and q must be non-empty and of one shape; got {p.shape} and {q.shape}."
         )
     return float(-np.mean(q * np.log(p) + (1.0 - q) * np.log(1.0 - p)))
+
+
+def excess_log_loss(p: np.ndarray, q: np.ndarray) -> float:
+    """:func:`expected_log_loss` minus that of the truth itself: the mean
+    KL divergence from ``q`` to ``p``, 0 for a perfect model.
+
+    Two arms serve different users, whose clicks are more or less predictable;
+    subtracting each arm's own irreducible loss leaves only what its model gets
+    wrong, so a small ranking error is not drowned by the users' mix.
+    """
+    return expected_log_loss(p, q) - expected_log_loss(q, q)
 
 
 @dataclass(frozen=True)

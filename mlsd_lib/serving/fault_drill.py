@@ -180,6 +180,7 @@ def run_drill(
     duration_s: float,
     recover: Callable[[], object] | None = None,
     recover_at_s: float | None = None,
+    observe_after_repair_s: float = 0.5,
 ) -> DrillRun:
     """Run ``load`` for ``duration_s``; call ``fault()`` at ``fault_at_s`` and
     ``recover()`` at ``recover_at_s`` (seconds after the load starts).
@@ -187,7 +188,9 @@ def run_drill(
     Marks: ``fault`` (when the fault call returned: the dependency is down),
     ``repair started`` and ``recovered`` (before and after ``recover()``).
     ``recover`` must come with ``recover_at_s`` and fall between the fault and
-    the end.
+    the end. A repair that runs late (a slow restart on a busy machine) still
+    gets ``observe_after_repair_s`` of load after it, past ``duration_s`` if
+    need be, so that the recovery is always on the timeline.
     """
     end_of_repair = recover_at_s if recover_at_s is not None else fault_at_s
     if (recover is None) != (recover_at_s is None):
@@ -212,7 +215,11 @@ def run_drill(
             marks["repair started"] = time.perf_counter()
             recover()
             marks["recovered"] = time.perf_counter()
-        _sleep_until(origin + duration_s)
+        _sleep_until(
+            max(origin + duration_s, marks["recovered"] + observe_after_repair_s)
+            if "recovered" in marks
+            else origin + duration_s
+        )
     with load._lock:
         outcomes = sorted(load.outcomes, key=lambda o: o.sent_at)
     return DrillRun(outcomes, origin, marks)  # type: ignore[arg-type]
@@ -294,5 +301,5 @@ def plot_drill(
     axes.set_xlabel("time since the load started (s)")
     axes.set_ylabel(f"requests per {width * 1000:.0f} ms")
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8, loc="lower left")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return figure
