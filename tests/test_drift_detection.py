@@ -244,6 +244,29 @@ def test_mix_shift_reweights_after_the_start_and_leaves_the_rest():
         mix_shift(frame, column="country", weights={1: 2.0}, start=0.0)
 
 
+def test_mix_shift_can_draw_fresh_labels_for_the_resampled_rows():
+    frame = log_frame(np.random.default_rng(9), n=200_000)
+    start = 24 * 3600.0
+    out = mix_shift(
+        frame,
+        column="device",
+        weights={2: 3.0},
+        start=start,
+        redraw_label="clicked",
+        seed=3,
+    )
+    after = (out["ts"] >= start).to_numpy()
+    np.testing.assert_array_equal(out["clicked"][~after], frame["clicked"][~after])
+    # Fresh Bernoulli draws: their mean tracks the rows' true probabilities, and a
+    # row drawn twice does not always repeat its label.
+    assert out["clicked"][after].mean() == pytest.approx(
+        out["true_p"][after].mean(), abs=0.003
+    )
+    twice = out[after][out[after].duplicated("true_p", keep=False)]
+    disagree = twice.groupby("true_p")["clicked"].nunique().gt(1).mean()
+    assert disagree > 0.05
+
+
 def test_concept_shift_moves_the_odds_and_labels_but_not_the_inputs():
     frame = log_frame(np.random.default_rng(7), n=200_000)
     start = 24 * 3600.0

@@ -57,6 +57,8 @@ def mix_shift(
     start: float,
     time: str = "ts",
     block_s: float = 3600.0,
+    redraw_label: str | None = None,
+    probability: str = "true_p",
     seed: int = 0,
 ) -> pd.DataFrame:
     """``frame`` with the mix of ``column`` reweighted from ``start`` on.
@@ -66,8 +68,15 @@ def mix_shift(
     weighted resample of the same block (same count, with replacement): a row
     whose ``column`` is a key of ``weights`` weighs that much, any other row 1.
     The ``time`` column keeps its values, so arrival times do not move.
+
+    A row drawn twice would carry the same label twice, which makes a model
+    trained on the shifted days noisier than one trained on fresh traffic; with
+    ``redraw_label`` (the label column) every resampled row gets a fresh label
+    drawn from its ``probability``, as a new impression in the same context would.
     """
-    _check(frame, [column, time])
+    _check(
+        frame, [column, time, *([redraw_label, probability] if redraw_label else [])]
+    )
     if any(w < 0 for w in weights.values()) or not weights:
         raise ShiftError(
             f"weights must be a non-empty mapping of value -> weight >= 0, got "
@@ -98,6 +107,12 @@ def mix_shift(
     index = np.r_[np.arange(first), first + picked]
     shifted = frame.iloc[index].reset_index(drop=True)
     shifted[time] = t
+    if redraw_label is not None:
+        p = shifted[probability].to_numpy(np.float64)[first:]
+        labels = shifted[redraw_label].to_numpy().copy()
+        fresh = _rng(seed, 0x1AB).random(p.size) < p
+        labels[first:] = fresh.astype(labels.dtype)
+        shifted[redraw_label] = labels
     return shifted
 
 
