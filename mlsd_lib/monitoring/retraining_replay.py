@@ -143,7 +143,7 @@ class TriggeredRetrain:
     metric on the live model's first day. The decision and its hysteresis
     (``min_interval_days`` between retrains) are a
     :class:`~mlsd_lib.monitoring.retraining.RetrainingTrigger`'s, kept in
-    :attr:`trigger` with its log.
+    ``trigger`` with its log.
     """
 
     rules: Sequence[AlertRule]
@@ -177,6 +177,7 @@ class TriggeredRetrain:
         return decision.retrain, "; ".join(decision.reasons)
 
 
+#: What :func:`replay_retraining` accepts as a policy.
 Policy = NeverRetrain | ScheduledRetrain | TriggeredRetrain
 
 

@@ -12,7 +12,7 @@ the same numbers for a ``(windows, rows)`` array at once:
   per category plus one for categories the reference never saw), and
   :func:`window_psi` counts every window into them with one ``bincount``;
 * :func:`window_ks` is the exact two-sample KS statistic of every window against
-  the reference (ties included, equal to :func:`scipy.stats.ks_2samp`), from one
+  the reference (ties included, equal to ``scipy.stats.ks_2samp``), from one
   sort of the window array;
 * :func:`psi_false_alarm_probability` and :func:`ks_p_value` say what each
   statistic does on a window *without* drift. With ``B`` bins, a window of ``n``
@@ -197,7 +197,7 @@ def window_ks(reference: ArrayLike, windows: ArrayLike) -> np.ndarray:
     a window value, either at it or just before it: with the window sorted, the
     reference CDF at each value comes from one ``searchsorted`` and the window's
     own CDF from the position of the value's first and last copy. Exact with
-    ties (equal to :func:`scipy.stats.ks_2samp`'s statistic). KS needs an order:
+    ties (equal to ``scipy.stats.ks_2samp``'s statistic). KS needs an order:
     on category codes it measures an arbitrary numbering (use PSI there).
     """
     ref = np.sort(_reference(reference).astype(np.float64))
@@ -238,9 +238,10 @@ def psi_false_alarm_probability(
 ) -> float:
     """P(PSI > ``threshold``) on a window without drift (chi-square approximation).
 
-    ``degrees_of_freedom`` is the number of bins minus one
-    (:attr:`ReferenceBins.degrees_of_freedom`). The approximation needs a few
-    expected rows per bin; with rarer bins the true rate is higher.
+    ``degrees_of_freedom`` is the number of bins minus one (see
+    :attr:`~mlsd_lib.monitoring.window_stats.ReferenceBins.degrees_of_freedom`).
+    The approximation needs a few expected rows per bin; with rarer bins the
+    true rate is higher.
     """
     scale = _noise_scale(n_reference, n_current)
     return float(chi2.sf(threshold / scale, degrees_of_freedom))
