@@ -25,7 +25,7 @@ seen with probability 0.5 counts as half an examined impression, which removes
 position bias from the estimate (clicks over expected examinations).
 
 Everything is vectorized over a batch of requests ``[B, K]`` of candidate arms;
-the caller's :class:`numpy.random.Generator` supplies all randomness. For the
+the caller's ``numpy.random.Generator`` supplies all randomness. For the
 logged propensities that off-policy evaluation needs, see
 :mod:`~mlsd_lib.reranking.exploration`.
 """
