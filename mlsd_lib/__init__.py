@@ -25,6 +25,9 @@ monitoring are pure functions:
 * :mod:`~mlsd_lib.evaluation`, :mod:`~mlsd_lib.monitoring`: metrics, A/B
   tests, drift;
 * :mod:`~mlsd_lib.capacity`: back-of-the-envelope estimates;
+  :mod:`~mlsd_lib.capacity_worked`, :mod:`~mlsd_lib.capacity_sensitivity`,
+  :mod:`~mlsd_lib.capacity_measured`: the framework's worked estimates, a tornado,
+  a measured per-core rate;
 * :mod:`~mlsd_lib.adclick`, :mod:`~mlsd_lib.recsys`, :mod:`~mlsd_lib.visual`: each case
   study's glue.
 """

@@ -77,7 +77,7 @@ def pinned_module_command(
     """``python -m module *args``, pinned to ``cpu`` before the module runs.
 
     ``os.sched_setaffinity(0, {cpu})`` runs first, in the new interpreter's
-    only thread, then :func:`runpy.run_module` runs the module as ``__main__``;
+    only thread, then ``runpy.run_module`` runs the module as ``__main__``;
     threads and processes started afterwards inherit the affinity, which a
     ``sched_setaffinity(pid)`` from outside, applied to the main thread of a
     process already running, would not give them.

@@ -31,6 +31,13 @@ a naive join inflates a model's offline quality.
   their results, framed green when correct and red when not.
 * :mod:`~mlsd_lib.evaluation.ratio_metrics`: ratio metrics (clicks per query) by
   linearization, on the Welch and paired tests.
+* :mod:`~mlsd_lib.evaluation.ab_simulation`: many A/A and A/B tests simulated at once
+  (false-positive rate, power, user- vs impression-level).
+* :mod:`~mlsd_lib.evaluation.sequential`: O'Brien-Fleming boundaries and mSPRT
+  always-valid p-values.
+* :mod:`~mlsd_lib.evaluation.sample_ratio`: the sample-ratio-mismatch chi-square check.
+* :mod:`~mlsd_lib.evaluation.experiment_duration`: days an A/B test must run from
+  traffic, MDE and design effect.
 """
 
 from mlsd_lib.evaluation.ab_test import (

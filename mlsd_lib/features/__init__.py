@@ -41,4 +41,6 @@ Introduced in ``notebooks/feature_store.ipynb`` and
   occurrences).
 * :mod:`~mlsd_lib.features.latest_fold`: newest value per event type, plus counts.
 * :mod:`~mlsd_lib.features.event_log_files`: event logs as parquet by day and hour.
+* :mod:`~mlsd_lib.features.hash_collisions`: how many ids share a bucket when a field is
+  hashed, measured and by formula.
 """

@@ -76,6 +76,10 @@ Retrieval and ranking (the recommender case study), on
 * :mod:`~mlsd_lib.models.embedder_protocol`:
   :func:`~mlsd_lib.models.embedder_protocol.train_and_evaluate`, train on one image
   set's products and measure recall@K on another's (the SOP protocol).
+* :mod:`~mlsd_lib.models.cell_rate`: :class:`~mlsd_lib.models.cell_rate.CellRateModel`,
+  the smoothed click rate per cell of a few fields.
+* :mod:`~mlsd_lib.models.warm_start`: continue yesterday's model on the newest data,
+  with its cost in steps.
 """
 
 from mlsd_lib.models.baselines import MatrixFactorization, MostPopular

@@ -12,6 +12,12 @@ Introduced in ``casestudies/ad_click/06_monitoring_and_retraining.ipynb``.
 * :mod:`~mlsd_lib.monitoring.embedding_drift`: drift of embeddings against a reference
   window (mean shift in units of sampling noise, PSI on principal directions, share far
   from every centroid).
+* :mod:`~mlsd_lib.monitoring.window_stats`: PSI and KS of many windows at once, and
+  their no-drift distributions.
+* :mod:`~mlsd_lib.monitoring.detection_tradeoff`: detection delay against false alarms
+  per day; N-in-a-row alert rules.
+* :mod:`~mlsd_lib.monitoring.retraining_replay`: retraining policies replayed and scored
+  by excess log loss over the truth.
 """
 
 from mlsd_lib.monitoring.drift import (

@@ -32,6 +32,8 @@ optimum.
 * :mod:`~mlsd_lib.worlds.images`: :class:`~mlsd_lib.worlds.images.ImageWorld`, products
   with true identities, catalogue images, user photos with boxes, duplicates and graded
   similarity.
+* :mod:`~mlsd_lib.worlds.injected_shifts`: covariate (mix) and concept shifts injected
+  into a log at a known time.
 """
 
 from mlsd_lib.worlds.ads import (
