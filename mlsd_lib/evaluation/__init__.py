@@ -38,6 +38,8 @@ a naive join inflates a model's offline quality.
 * :mod:`~mlsd_lib.evaluation.sample_ratio`: the sample-ratio-mismatch chi-square check.
 * :mod:`~mlsd_lib.evaluation.experiment_duration`: days an A/B test must run from
   traffic, MDE and design effect.
+* :mod:`~mlsd_lib.evaluation.expected_entropy`: NE against the true probabilities (no
+  label noise).
 """
 
 from mlsd_lib.evaluation.ab_test import (

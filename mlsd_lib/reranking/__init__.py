@@ -24,6 +24,10 @@ this order:
 Everything here is generic numpy over arrays the caller supplies (candidate
 ids, scores, embeddings, group and genre labels): it knows nothing about videos,
 products or which case study calls it.
+* :mod:`~mlsd_lib.reranking.bandits`: greedy, epsilon-greedy, Thompson and UCB scores
+  over Beta click-rate posteriors.
+* :mod:`~mlsd_lib.reranking.bandit_stream`: a request stream where new arms arrive;
+  regret against an oracle.
 """
 
 from mlsd_lib.reranking.diversity import (

@@ -29,6 +29,8 @@ path is the subject of ``notebooks/model_serving.ipynb``.
   :mod:`~mlsd_lib.serving.batching`: Triton with and without dynamic batching.
 * :mod:`~mlsd_lib.serving.ctr_net`: the small click model the serving chapter
   ships; :mod:`~mlsd_lib.serving.per_thread`: one client per calling thread.
+* :mod:`~mlsd_lib.serving.precomputed_scores`: packed per-entity score vectors in Redis,
+  one GET per request.
 """
 
 from mlsd_lib.serving.model_server import ModelServer, TensorSpec, start_model_server
