@@ -66,7 +66,7 @@ def test_the_prose_is_read():
     assert ROOT / "book" / "framework.md" in pages
     assert len(pages) >= 30  # the book's pages and notebooks (a broken glob finds none)
     named = {m for text in pages.values() for m in NAMED_PATH.findall(text)}
-    assert "notebooks/capacity.ipynb" in named  # the pattern finds typed paths
+    assert "benchmarks/visual_quality.py" in named  # the pattern finds typed paths
     docs = {m for text in pages.values() for m in DOC_ROLE.findall(text)}
     assert "../notebooks/00_environment" in docs  # and cross-references
 
