@@ -57,7 +57,8 @@ class DrillScheduleError(MlsdError, ValueError):
 
 @dataclass
 class DrillOutcome(Outcome):
-    """An :class:`Outcome` plus the request body's index and ``Retry-After``."""
+    """A :class:`~mlsd_lib.serving.gateway.traffic.Outcome` plus the request
+    body's index and ``Retry-After``."""
 
     index: int = -1
     retry_after: str | None = None
