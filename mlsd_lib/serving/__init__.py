@@ -31,6 +31,10 @@ path is the subject of ``notebooks/model_serving.ipynb``.
   ships; :mod:`~mlsd_lib.serving.per_thread`: one client per calling thread.
 * :mod:`~mlsd_lib.serving.precomputed_scores`: packed per-entity score vectors in Redis,
   one GET per request.
+* :mod:`~mlsd_lib.serving.fault_drill`: failure drills (bounded load, a fault at a
+  planned moment, outcomes per 100 ms); :mod:`~mlsd_lib.serving.canary_rollback`: the
+  canary-vs-stable rollback rule and its guard; :mod:`~mlsd_lib.serving.broken_model`: a
+  deliberately broken model for canary drills.
 """
 
 from mlsd_lib.serving.model_server import ModelServer, TensorSpec, start_model_server
