@@ -30,7 +30,6 @@ from mlsd_lib.monitoring.retraining_replay import (
     ReplayError,
     ScheduledRetrain,
     TriggeredRetrain,
-    excess_log_loss,
     replay_retraining,
 )
 from mlsd_lib.monitoring.window_stats import (
@@ -321,14 +320,6 @@ def stationary_days(num_days, shift_day=None, n=40_000, seed=0):
 
 def fit_cells(features, labels):
     return CellRateModel(["c"], [4], prior_strength=1).fit(features, labels).predict
-
-
-def test_excess_log_loss_is_zero_for_the_truth_and_positive_otherwise():
-    p = np.array([0.1, 0.5, 0.02])
-    assert excess_log_loss(p, p) == pytest.approx(0.0, abs=1e-15)
-    assert excess_log_loss(p, p * 1.5) > 0
-    with pytest.raises(ReplayError, match="one prediction per true probability"):
-        excess_log_loss(p, p[:2])
 
 
 def test_replay_retrains_on_schedule_never_or_when_labels_say_so():

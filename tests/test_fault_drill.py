@@ -25,8 +25,6 @@ from mlsd_lib.serving.canary_rollback import (
     CanaryGuard,
     CanaryRule,
     CanaryRuleError,
-    excess_log_loss,
-    expected_log_loss,
 )
 from mlsd_lib.serving.fault_drill import (
     OUTCOME_KINDS,
@@ -120,23 +118,6 @@ def test_canary_rule_waits_holds_and_rolls_back():
     assert rule.judge(ArmMetrics(0.5, float("nan"), 1000, 100)) == "rollback"
     with pytest.raises(CanaryRuleError, match="min_samples >= 1"):
         CanaryRule(min_samples=0)
-
-
-def test_expected_log_loss_is_the_log_loss_of_many_labels():
-    rng = np.random.default_rng(0)
-    q = rng.uniform(0.01, 0.3, 200)
-    p = np.clip(q + rng.normal(0, 0.05, 200), 0.01, 0.99)
-    labels = rng.random((2000, 200)) < q
-    sampled = -np.mean(np.where(labels, np.log(p), np.log(1 - p)))
-    assert expected_log_loss(p, q) == pytest.approx(sampled, rel=0.01)
-    # the truth itself is the best prediction
-    assert expected_log_loss(q, q) < expected_log_loss(p, q)
-    assert excess_log_loss(q, q) == pytest.approx(0.0, abs=1e-12)
-    assert excess_log_loss(p, q) == pytest.approx(
-        expected_log_loss(p, q) - expected_log_loss(q, q)
-    )
-    with pytest.raises(CanaryRuleError, match="one shape"):
-        expected_log_loss(p, q[:3])
 
 
 def test_guard_rolls_back_once_on_the_first_bad_check():

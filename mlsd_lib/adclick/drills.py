@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from mlsd_lib.adclick.experiment import Requests
-from mlsd_lib.serving.canary_rollback import ArmMetrics, excess_log_loss
+from mlsd_lib.evaluation.expected_entropy import excess_log_loss
+from mlsd_lib.serving.canary_rollback import ArmMetrics
 from mlsd_lib.serving.fault_drill import DrillOutcome
 from mlsd_lib.worlds.ads import DEVICES, AdsWorld
 
@@ -77,14 +78,18 @@ def arm_log_loss(
     world: AdsWorld, requests: Requests, outcomes: Sequence[DrillOutcome]
 ) -> ArmMetrics | None:
     """Each arm's log loss in excess of the truth's own
-    (:func:`~mlsd_lib.serving.canary_rollback.excess_log_loss`) on
+    (:func:`~mlsd_lib.evaluation.expected_entropy.excess_log_loss`) on
     ``outcomes``, one sample per scored ad; None unless both arms answered."""
     arms = served_vs_truth(world, requests, outcomes)
     if "canary" not in arms or "production" not in arms:
         return None
+    (stable_p, stable_truth), (canary_p, canary_truth) = (
+        arms["production"],
+        arms["canary"],
+    )
     return ArmMetrics(
-        stable=excess_log_loss(*arms["production"]),
-        canary=excess_log_loss(*arms["canary"]),
-        stable_samples=len(arms["production"][0]),
-        canary_samples=len(arms["canary"][0]),
+        stable=excess_log_loss(stable_truth, stable_p),
+        canary=excess_log_loss(canary_truth, canary_p),
+        stable_samples=len(stable_p),
+        canary_samples=len(canary_p),
     )

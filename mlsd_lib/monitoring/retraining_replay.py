@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
 
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.evaluation.calibration import calibration_ratio
 from mlsd_lib.evaluation.entropy import normalized_entropy
+from mlsd_lib.evaluation.expected_entropy import excess_log_loss
 from mlsd_lib.monitoring.alerts import AlertRule, check_rules
 from mlsd_lib.monitoring.retraining import RetrainingTrigger
 from mlsd_lib.monitoring.window_stats import ReferenceBins
@@ -49,7 +49,6 @@ __all__ = [
     "ReplayResult",
     "ScheduledRetrain",
     "TriggeredRetrain",
-    "excess_log_loss",
     "replay_retraining",
 ]
 
@@ -61,22 +60,6 @@ Fit = Callable[[pd.DataFrame, np.ndarray], Predictor]
 
 class ReplayError(MlsdError, ValueError):
     """Days or a policy the replay cannot use; the message says what to fix."""
-
-
-def excess_log_loss(true_p: ArrayLike, p: ArrayLike, eps: float = 1e-12) -> float:
-    """Mean KL(Bernoulli(true_p) || Bernoulli(p)): the log loss ``p`` adds, in
-    expectation, over the true probabilities (0 for the truth itself).
-
-    Introduced in ``notebooks/monitoring.ipynb``.
-    """
-    t = np.clip(np.asarray(true_p, dtype=np.float64), eps, 1 - eps)
-    q = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
-    if t.shape != q.shape or t.size == 0:
-        raise ReplayError(
-            f"need one prediction per true probability, got {q.shape} and {t.shape}."
-        )
-    kl = t * np.log(t / q) + (1 - t) * np.log((1 - t) / (1 - q))
-    return float(kl.mean())
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ samples to trust it, then
 
     rollback  if  canary_metric > stable_metric * (1 + max_relative_excess)
 
-for a lower-is-better metric such as log loss (here, by default, the log loss
-in excess of the truth's own: :func:`excess_log_loss`). :class:`CanaryGuard` applies it
-while traffic flows: every ``check_every_s`` it asks a caller-supplied function
-for both arms' metrics over the last ``window_s``, records the verdict, and on
-the first ``rollback`` calls the caller's ``rollback`` once (withdraw the
-version in the registry and reload the gateway). The guard knows nothing of
-models or labels: where labels come from is the case study's business.
+for a lower-is-better metric such as log loss (here, by default, the log loss in excess
+of the truth's own: :func:`~mlsd_lib.evaluation.expected_entropy.excess_log_loss`).
+:class:`CanaryGuard` applies it while traffic flows: every ``check_every_s`` it asks a
+caller-supplied function for both arms' metrics over the last ``window_s``, records the
+verdict, and on the first ``rollback`` calls the caller's ``rollback`` once (withdraw
+the version in the registry and reload the gateway). The guard knows nothing of models
+or labels: where labels come from is the case study's business.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
-
-import numpy as np
 
 from mlsd_lib.errors import MlsdError
 
@@ -72,30 +70,6 @@ class CanaryRule:
             return "rollback"  # a canary producing NaN or infinite loss is broken
         limit = metrics.stable * (1.0 + self.max_relative_excess)
         return "rollback" if metrics.canary > limit else "hold"
-
-
-def expected_log_loss(p: np.ndarray, q: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean cross-entropy of predictions ``p`` against true click
-    probabilities ``q``: the log loss that infinitely many labels drawn from
-    ``q`` would give, without their noise (a simulator's privilege)."""
-    p = np.clip(np.asarray(p, dtype=float), eps, 1.0 - eps)
-    q = np.asarray(q, dtype=float)
-    if p.shape != q.shape or p.size == 0:
-        raise CanaryRuleError(
-            f"p and q must be non-empty and of one shape; got {p.shape} and {q.shape}."
-        )
-    return float(-np.mean(q * np.log(p) + (1.0 - q) * np.log(1.0 - p)))
-
-
-def excess_log_loss(p: np.ndarray, q: np.ndarray) -> float:
-    """:func:`expected_log_loss` minus that of the truth itself: the mean
-    KL divergence from ``q`` to ``p``, 0 for a perfect model.
-
-    Two arms serve different users, whose clicks are more or less predictable;
-    subtracting each arm's own irreducible loss leaves only what its model gets
-    wrong, so a small ranking error is not drowned by the users' mix.
-    """
-    return expected_log_loss(p, q) - expected_log_loss(q, q)
 
 
 @dataclass(frozen=True)
