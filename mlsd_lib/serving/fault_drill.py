@@ -105,48 +105,24 @@ class DrillLoad(PacedBodyLoad):
         )  # fmt: skip
         self.path = path
 
-    def _worker(self, index: int) -> None:
-        deadline = time.perf_counter() + self.max_seconds
-        with httpx.Client(timeout=self.timeout_s, trust_env=False) as client:
-            n = index
-            while (
-                not self._stop.is_set()
-                and len(self.outcomes) < self.max_requests
-                and time.perf_counter() < deadline
-            ):
-                position = n % len(self.bodies)
-                start = time.perf_counter()
-                try:
-                    answer = client.post(
-                        f"{self.url}{self.path}",
-                        json=self.bodies[position],
-                        headers=self.headers,
-                    )
-                    body: dict[str, Any] = {}
-                    if answer.status_code == 200:
-                        body = self.summarize(answer.json())
-                    outcome = DrillOutcome(
-                        start,
-                        time.perf_counter() - start,
-                        answer.status_code,
-                        body,
-                        index=position,
-                        retry_after=answer.headers.get("retry-after"),
-                    )
-                except Exception as error:  # a failed request is data here
-                    outcome = DrillOutcome(
-                        start,
-                        time.perf_counter() - start,
-                        0,
-                        error=repr(error),
-                        index=position,
-                    )
-                with self._lock:
-                    self.outcomes.append(outcome)
-                n += self.clients
-                pause = start + self.pace_s - time.perf_counter()
-                if pause > 0:
-                    self._stop.wait(pause)
+    def outcome(
+        self,
+        position: int,
+        sent_at: float,
+        answer: httpx.Response | None,
+        error: str = "",
+    ) -> DrillOutcome:
+        """The base record, plus the body's position and ``Retry-After``."""
+        base = super().outcome(position, sent_at, answer, error)
+        return DrillOutcome(
+            base.sent_at,
+            base.latency_s,
+            base.status,
+            base.body,
+            base.error,
+            index=position,
+            retry_after=None if answer is None else answer.headers.get("retry-after"),
+        )
 
 
 @dataclass

@@ -227,6 +227,26 @@ class PacedBodyLoad(BackgroundLoad):
         """What an outcome keeps of a 200 answer's JSON (default: all of it)."""
         return dict(answer)
 
+    def outcome(
+        self,
+        position: int,
+        sent_at: float,
+        answer: httpx.Response | None,
+        error: str = "",
+    ) -> Outcome:
+        """The record kept of the request that sent body ``position`` at
+        ``sent_at`` (``answer`` None: none came back, ``error`` says why).
+
+        A subclass that needs more of each request (which body it sent, a
+        header) overrides this, not the loop.
+        """
+        if answer is None:
+            return Outcome(sent_at, time.perf_counter() - sent_at, 0, error=error)
+        body: dict[str, Any] = {}
+        if answer.status_code == 200:
+            body = self.summarize(answer.json())
+        return Outcome(sent_at, time.perf_counter() - sent_at, answer.status_code, body)
+
     def _worker(self, index: int) -> None:
         deadline = time.perf_counter() + self.max_seconds
         with httpx.Client(timeout=self.timeout_s, trust_env=False) as client:
@@ -236,23 +256,17 @@ class PacedBodyLoad(BackgroundLoad):
                 and len(self.outcomes) < self.max_requests
                 and time.perf_counter() < deadline
             ):
+                position = n % len(self.bodies)
                 start = time.perf_counter()
                 try:
                     answer = client.post(
                         f"{self.url}{self.path}",
-                        json=self.bodies[n % len(self.bodies)],
+                        json=self.bodies[position],
                         headers=self.headers,
                     )
-                    body: dict[str, Any] = {}
-                    if answer.status_code == 200:
-                        body = self.summarize(answer.json())
-                    outcome = Outcome(
-                        start, time.perf_counter() - start, answer.status_code, body
-                    )
+                    outcome = self.outcome(position, start, answer)
                 except Exception as error:  # a failed request is data here
-                    outcome = Outcome(
-                        start, time.perf_counter() - start, 0, error=repr(error)
-                    )
+                    outcome = self.outcome(position, start, None, repr(error))
                 with self._lock:
                     self.outcomes.append(outcome)
                 n += self.clients
