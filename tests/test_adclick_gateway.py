@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fakeredis
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -25,7 +24,7 @@ from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.models import DCNv2, train
 from mlsd_lib.serving.export import export_model
 from mlsd_lib.serving.gateway import GatewayConfig, create_app
-from mlsd_lib.serving.gateway.demo import replay_to_now
+from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, split_schema
 from mlsd_lib.serving.gateway.server import GatewayServer
 from mlsd_lib.serving.inprocess import InProcessModelServer
@@ -68,9 +67,7 @@ def system(tmp_path_factory):
     store = OnlineStore(client, F.feature_registry())
     # The store holds everything up to the newest event (as of "now").
     end = max(table["event_timestamp"].max() for table in tables.values())
-    now = pd.Timestamp.now(tz="UTC")
-    for name, table in replay_to_now(tables, end, now).items():
-        store.materialize(name, table)
+    materialize_replayed(store, tables, end)
     deployer = RegistryDeployer(registry, "ads", InProcessModelServer("test"))
     gateway = GatewayConfig(
         impression_log_path=str(tmp / "impressions.jsonl"), api_key=KEY

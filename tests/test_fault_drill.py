@@ -8,7 +8,6 @@ import time
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import redis
 import torch
@@ -39,7 +38,7 @@ from mlsd_lib.serving.fault_drill import (
     time_to_first,
 )
 from mlsd_lib.serving.gateway import Deployment, Deployments, GatewayConfig, create_app
-from mlsd_lib.serving.gateway.demo import replay_to_now
+from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, torch_infer_fn
 from mlsd_lib.serving.gateway.server import GatewayServer
 from mlsd_lib.serving.inprocess import InProcessModelServer
@@ -246,9 +245,7 @@ def example():
 
 
 def _materialize(store: OnlineStore, example) -> None:
-    now = pd.Timestamp.now(tz="UTC")
-    for name, table in replay_to_now(example.tables, example.end, now).items():
-        store.materialize(name, table)
+    materialize_replayed(store, example.tables, example.end)
 
 
 def _bodies(n: int = 200) -> list[dict]:

@@ -13,7 +13,6 @@ from pathlib import Path
 import fakeredis
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -32,7 +31,7 @@ from mlsd_lib.serving.gateway import (
     user_bucket,
 )
 from mlsd_lib.serving.gateway.__main__ import API_KEY_ENV
-from mlsd_lib.serving.gateway.demo import replay_to_now
+from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.tensors import TensorSpec
 
@@ -62,9 +61,7 @@ def example():
 def store(example):
     client = fakeredis.FakeRedis()
     store = OnlineStore(client, example.registry)
-    now = pd.Timestamp.now(tz="UTC")
-    for name, table in replay_to_now(example.tables, example.end, now).items():
-        store.materialize(name, table)
+    materialize_replayed(store, example.tables, example.end)
     yield store
     client.close()
 

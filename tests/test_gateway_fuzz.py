@@ -10,7 +10,6 @@ from tempfile import mkdtemp
 
 import fakeredis
 import numpy as np
-import pandas as pd
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -20,7 +19,7 @@ from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.serving.gateway.app import create_app
 from mlsd_lib.serving.gateway.config import Deployment, Deployments, GatewayConfig
-from mlsd_lib.serving.gateway.demo import replay_to_now
+from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.inprocess import InProcessModelServer
 from mlsd_lib.serving.tensors import TensorSpec
 
@@ -35,9 +34,7 @@ REFS = tuple(CANDIDATE_REFS)
 def _app():
     example = make_ads_example(num_users=50, num_ads=20, seed=0)
     store = OnlineStore(fakeredis.FakeRedis(), example.registry)
-    now = pd.Timestamp.now(tz="UTC")
-    for name, table in replay_to_now(example.tables, example.end, now).items():
-        store.materialize(name, table)
+    materialize_replayed(store, example.tables, example.end)
     weights = np.linspace(-1.0, 1.0, len(REFS)).astype(np.float32)
     server = InProcessModelServer("fuzz")
     server.bind(

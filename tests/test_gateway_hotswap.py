@@ -9,14 +9,13 @@ import time
 import fakeredis
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.serving.gateway import Deployment, Deployments, GatewayConfig, create_app
-from mlsd_lib.serving.gateway.demo import replay_to_now
+from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, served_name
 from mlsd_lib.serving.gateway.hotswap import SwapRefused
 from mlsd_lib.serving.gateway.server import GatewayServer
@@ -51,9 +50,7 @@ def example():
 def store(example):
     client = fakeredis.FakeRedis()
     store = OnlineStore(client, example.registry)
-    now = pd.Timestamp.now(tz="UTC")
-    for name, table in replay_to_now(example.tables, example.end, now).items():
-        store.materialize(name, table)
+    materialize_replayed(store, example.tables, example.end)
     yield store
     client.close()
 

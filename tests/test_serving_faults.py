@@ -19,7 +19,6 @@ import time
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import redis
 import torch
@@ -28,7 +27,7 @@ from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.redis_backend import PrivateRedisServer
 from mlsd_lib.serving.gateway import Deployment, Deployments, GatewayConfig, create_app
-from mlsd_lib.serving.gateway.demo import replay_to_now
+from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, torch_infer_fn
 from mlsd_lib.serving.gateway.server import GatewayServer
 from mlsd_lib.serving.gateway.traffic import BackgroundLoad
@@ -68,9 +67,7 @@ def example():
 
 
 def materialize(store: OnlineStore, example) -> None:
-    now = pd.Timestamp.now(tz="UTC")
-    for name, table in replay_to_now(example.tables, example.end, now).items():
-        store.materialize(name, table)
+    materialize_replayed(store, example.tables, example.end)
 
 
 def config(tmp_path) -> GatewayConfig:

@@ -84,6 +84,23 @@ def replay_to_now(
     return shifted
 
 
+def materialize_replayed(
+    store: OnlineStore,
+    tables: Mapping[str, pd.DataFrame],
+    end: pd.Timestamp,
+    now: pd.Timestamp | None = None,
+) -> None:
+    """Materialize every table, replayed to end at ``now`` (default: the clock).
+
+    What a gateway demo, drill or test needs before its first request: the
+    views in Redis, fresh enough that the store serves them rather than
+    defaults (see :func:`replay_to_now`).
+    """
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    for name, table in replay_to_now(tables, end, now).items():
+        store.materialize(name, table)
+
+
 @dataclass
 class DemoSystem:
     """What :func:`build_demo` started; :meth:`close` stops what it owns."""
@@ -136,9 +153,7 @@ def build_demo(
     example = make_ads_example(num_users=num_users, num_ads=num_ads, seed=seed)
     backend = get_redis(announce=False)
     store = OnlineStore(backend.client, example.registry)
-    now = pd.Timestamp.now(tz="UTC")
-    for name, table in replay_to_now(example.tables, example.end, now).items():
-        store.materialize(name, table)
+    materialize_replayed(store, example.tables, example.end)
 
     folder = tempfile.TemporaryDirectory(prefix="mlsd-demo-registry-")
     registry = ModelRegistry(folder.name)
