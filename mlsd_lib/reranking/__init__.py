@@ -20,14 +20,14 @@ this order:
 * :mod:`~mlsd_lib.reranking.product_collapse`: from ANN image hits to distinct products:
   exact re-rank on stored vectors, images collapsed into products (best image each),
   near-duplicate removal with each drop's reason.
-
-Everything here is generic numpy over arrays the caller supplies (candidate
-ids, scores, embeddings, group and genre labels): it knows nothing about videos,
-products or which case study calls it.
 * :mod:`~mlsd_lib.reranking.bandits`: greedy, epsilon-greedy, Thompson and UCB scores
   over Beta click-rate posteriors.
 * :mod:`~mlsd_lib.reranking.bandit_stream`: a request stream where new arms arrive;
   regret against an oracle.
+
+Everything here is generic numpy over arrays the caller supplies (candidate
+ids, scores, embeddings, group and genre labels): it knows nothing about videos,
+products or which case study calls it.
 """
 
 from mlsd_lib.reranking.diversity import (
