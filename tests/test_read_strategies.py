@@ -1,5 +1,5 @@
-"""The naive and pipelined per-feature layouts serve exactly what the packed store
-serves, on both Redis backends."""
+"""The naive and pipelined per-feature layouts and the hash-per-entity pipeline
+serve exactly what the packed store serves, on both Redis backends."""
 
 from __future__ import annotations
 
@@ -18,13 +18,16 @@ from mlsd_lib.features.examples import (
 from mlsd_lib.features.online import OnlineFeatures, OnlineStore
 from mlsd_lib.features.read_strategies import (
     feature_key,
+    hash_key,
+    read_hash_pipelined,
     read_naive,
     read_pipelined,
+    write_hash_per_entity,
     write_per_feature,
 )
 from mlsd_lib.features.views import Feature, FeatureRegistry, FeatureView
 
-READERS = [read_naive, read_pipelined]
+READERS = [read_naive, read_pipelined, read_hash_pipelined]
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,7 @@ def load_both_layouts(client: redis.Redis, example, as_of: pd.Timestamp) -> Onli
     for name, table in example.tables.items():
         store.materialize(name, table, as_of=as_of)
         write_per_feature(client, example.registry, name, table, as_of=as_of)
+        write_hash_per_entity(client, example.registry, name, table, as_of=as_of)
     return store
 
 
@@ -102,6 +106,11 @@ def test_nan_values_are_missing_and_served_as_defaults(redis_client) -> None:
     assert write_per_feature(redis_client, registry, "scores", rows) == 2
     assert redis_client.exists(feature_key(view, "1", "a"))
     assert not redis_client.exists(feature_key(view, "1", "b"))
+    assert write_hash_per_entity(redis_client, registry, "scores", rows) == [
+        hash_key(view, "1"),
+        hash_key(view, "2"),
+    ]
+    assert redis_client.hkeys(hash_key(view, "1")) == [b"_ts", b"a"]
     now = pd.Timestamp("2026-01-01 12:00", tz="UTC")
     packed = OnlineStore(redis_client, registry)
     packed.materialize("scores", rows)
