@@ -320,6 +320,21 @@ def estimate(req: Requirements) -> Estimate:
     return e
 
 
+def _check_load_and_rate(
+    load_per_s: float, rate_name: str, rate: float, why_positive: str
+) -> None:
+    """The inputs every replica count shares: a finite load >= 0, a finite rate > 0."""
+    for name, value in (("load_per_s", load_per_s), (rate_name, rate)):
+        if not math.isfinite(value):
+            raise CapacityInputError(f"{name} must be finite, got {value}.")
+    if load_per_s < 0:
+        raise CapacityInputError(f"load_per_s must be >= 0, got {load_per_s}.")
+    if rate <= 0:
+        raise CapacityInputError(
+            f"{rate_name} must be > 0 ({why_positive}), got {rate}."
+        )
+
+
 def replicas_needed(
     load_per_s: float,
     capacity_per_replica_s: float,
@@ -332,19 +347,12 @@ def replicas_needed(
     replica's *measured* throughput leaves room for a failed replica and for
     queueing, which grows sharply as utilization nears 1.
     """
-    for name, value in (
-        ("load_per_s", load_per_s),
-        ("capacity_per_replica_s", capacity_per_replica_s),
-    ):
-        if not math.isfinite(value):
-            raise CapacityInputError(f"{name} must be finite, got {value}.")
-    if load_per_s < 0:
-        raise CapacityInputError(f"load_per_s must be >= 0, got {load_per_s}.")
-    if capacity_per_replica_s <= 0:
-        raise CapacityInputError(
-            f"capacity_per_replica_s must be > 0 (a replica that serves nothing "
-            f"carries no load), got {capacity_per_replica_s}."
-        )
+    _check_load_and_rate(
+        load_per_s,
+        "capacity_per_replica_s",
+        capacity_per_replica_s,
+        "a replica that serves nothing carries no load",
+    )
     if not 0.0 < target_utilization <= 1.0:
         raise CapacityInputError(
             f"target_utilization must be in (0, 1], got {target_utilization}."
@@ -383,16 +391,12 @@ def fleet_size(
     is planning at 1/1.3 = 77% of measured capacity; :func:`replicas_needed`
     states the same idea as a target utilization.
     """
-    for name, value in (("load_per_s", load_per_s), ("per_replica_s", per_replica_s)):
-        if not math.isfinite(value):
-            raise CapacityInputError(f"{name} must be finite, got {value}.")
-    if load_per_s < 0:
-        raise CapacityInputError(f"load_per_s must be >= 0, got {load_per_s}.")
-    if per_replica_s <= 0:
-        raise CapacityInputError(
-            f"per_replica_s must be > 0 (measure what one replica sustains within "
-            f"its latency budget), got {per_replica_s}."
-        )
+    _check_load_and_rate(
+        load_per_s,
+        "per_replica_s",
+        per_replica_s,
+        "measure what one replica sustains within its latency budget",
+    )
     if not 0 <= headroom <= 10 or not math.isfinite(headroom):
         raise CapacityInputError(
             f"headroom must be a fraction in [0, 10] (0.3 = 30% spare), got {headroom}."
