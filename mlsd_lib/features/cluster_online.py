@@ -269,6 +269,8 @@ class ClusterOnlineStore(OnlineStore):
         self._location = describe_location or "the Redis Cluster (REDIS_CLUSTER_URL)"
         self._plans: dict[tuple[str, ...], _ReadPlan] = {}
         self._shards: dict[tuple[str, int], list[_Shard]] = {}
+        self.roll_forwards = 0
+        """Reads that fell inside a swap and re-read shards (observability)."""
         for address in router.masters():
             # Where this fails, the first read's NOSCRIPT falls back to EVAL.
             with contextlib.suppress(redis.RedisError):
@@ -582,6 +584,8 @@ class ClusterOnlineStore(OnlineStore):
                 lagging.setdefault(newest, []).extend(
                     r for r in answered if r.generation != newest
                 )
+        if lagging:
+            self.roll_forwards += 1
         for newest, stale_reads in lagging.items():
             for read in stale_reads:
                 read.done = False
