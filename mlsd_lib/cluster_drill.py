@@ -1,6 +1,6 @@
 """A failover drill: kill a Redis Cluster master under load and count what broke.
 
-Introduced in ``notebooks/feature_store.ipynb`` (``notebooks/scaling_out.ipynb``
+Introduced in ``notebooks/feature_store.ipynb`` (a scale-out chapter
 will take it over). The test of :mod:`mlsd_lib.features.cluster_online` and
 ``benchmarks/cluster_store.py`` run the same drill, so the figure the benchmark
 prints is the property the test asserts:

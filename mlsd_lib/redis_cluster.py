@@ -1,10 +1,10 @@
 """A private Redis Cluster on loopback: three masters, three replicas, started here.
 
-Introduced in ``notebooks/feature_store.ipynb`` (the scale-out chapter,
-``notebooks/scaling_out.ipynb``, will take it over). The online store on a
-cluster (:mod:`mlsd_lib.features.cluster_online`) is tested and measured on a
-real cluster, not an emulation: failover, replication lag and ``WAIT`` exist
-only in real servers. So this module starts one the way an operator would:
+Introduced in ``notebooks/feature_store.ipynb`` (a scale-out chapter will take
+it over). The online store on a cluster (:mod:`mlsd_lib.features.cluster_online`)
+is tested and measured on a real cluster, not an emulation: failover, replication
+lag and ``WAIT`` exist only in real servers. So this module starts one the way an
+operator would:
 
 1. ``masters x (1 + replicas)`` ``redis-server --cluster-enabled yes`` processes,
    each a :class:`~mlsd_lib.redis_backend.PrivateRedisServer` (private temp

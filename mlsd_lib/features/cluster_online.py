@@ -1,6 +1,6 @@
 """The online store on a Redis Cluster: the same API, keys sharded by hash tag.
 
-Introduced in ``notebooks/feature_store.ipynb`` (``notebooks/scaling_out.ipynb``
+Introduced in ``notebooks/feature_store.ipynb`` (a scale-out chapter
 will take it over). :class:`ClusterOnlineStore` is an
 :class:`~mlsd_lib.features.online.OnlineStore`: the same ``materialize`` /
 ``read`` / ``current_generation`` / ``drop_generation``, the same records
@@ -24,9 +24,9 @@ and a shard is one hash tag::
 
 So a shard's pointer and its records share a slot, and the single-node read
 script survives nearly unchanged *per shard*: it resolves the shard's generation
-and ``MGET``s its records in one atomic call, building keys on the server within
-the slot. Why shards of a view rather than one tag per view: a tag per view
-puts a whole view on one node (the 135 GB user table would not fit, and one
+and fetches its records with ``MGET`` in one atomic call, building keys on the
+server within the slot. Why shards of a view rather than one tag per view: a tag
+per view puts a whole view on one node (the 135 GB user table would not fit, and one
 node would take all its reads); a tag per entity makes a 100-candidate read 100
 scripts. Sixteen shards per view spread a view over every master while a read
 touches at most 16 slots per view; one entity over 3 views touches 3 slots.
@@ -237,7 +237,8 @@ class _ShardRead:
 
 
 class ClusterOnlineStore(OnlineStore):
-    """Feature views on a Redis Cluster, reached through a :class:`ClusterRouter`.
+    """Feature views on a Redis Cluster, reached through a
+    :class:`~mlsd_lib.cluster_routing.ClusterRouter`.
 
     ``replicas``: how many replicas must confirm a materialization's writes
     (``WAIT``) before it publishes them; 0 on a cluster without replicas.
@@ -456,9 +457,10 @@ class ClusterOnlineStore(OnlineStore):
         now: float | datetime | pd.Timestamp | None = None,
     ) -> ClusterOnlineFeatures:
         """Features for each entity row, in the order of ``refs``: one request per
-        master, all in flight together (see :meth:`OnlineStore.read` for the
-        arguments). Values whose master is unreachable are defaults, flagged in
-        ``missing`` and ``unavailable``; the read never raises for that."""
+        master, all in flight together (the arguments are those of
+        :meth:`~mlsd_lib.features.online.OnlineStore.read`). Values whose master is
+        unreachable are defaults, flagged in ``missing`` and ``unavailable``; the
+        read never raises for that."""
         plan = self._plan(tuple(refs))
         columns, count = entity_columns(entity_rows, [p.view for p in plan.views])
         argv, inverses, counts = self._request(plan, columns)
