@@ -31,7 +31,6 @@ A cluster someone else runs is named by ``REDIS_CLUSTER_URL`` (any one node,
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import socket
 import subprocess
@@ -40,6 +39,7 @@ from collections.abc import Sequence
 
 import redis
 
+from mlsd_lib.config import load_settings
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import tail
@@ -55,9 +55,9 @@ class ClusterStartFailed(MlsdError, RuntimeError):
 
 
 def cluster_url_from_env() -> str | None:
-    """``REDIS_CLUSTER_URL`` if set (a seed node, ``redis://host:port``)."""
-    value = os.environ.get(CLUSTER_URL_VARIABLE, "").strip()
-    return value or None
+    """``REDIS_CLUSTER_URL`` if set (a seed node, ``redis://host:port``), read by
+    :func:`mlsd_lib.config.load_settings` like every other variable."""
+    return load_settings().redis_cluster_url
 
 
 def _port_free(port: int) -> bool:

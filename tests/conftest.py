@@ -16,6 +16,7 @@ import fakeredis
 import pytest
 import redis
 
+from mlsd_lib.config import load_settings
 from mlsd_lib.net import wait_until
 from mlsd_lib.redis_backend import PrivateRedisServer
 from mlsd_lib.redis_cluster import (
@@ -70,6 +71,8 @@ def redis_cluster_urls() -> Iterator[list[str]]:
         return
     reason = cluster_binaries_missing()
     if reason is not None:
+        if load_settings().require_real_backends:
+            pytest.fail(f"MLSD_REQUIRE_REAL_BACKENDS is set but {reason}")
         pytest.skip(f"no Redis Cluster: {reason}")
     with PrivateRedisCluster() as cluster:
         yield cluster.seed_urls()
