@@ -352,8 +352,13 @@ class ClusterOnlineStore(OnlineStore):
     def _write_by_node(
         self, writes: Sequence[tuple[str, bytes | str]], written: list[str]
     ) -> None:
-        """``SET`` each key on its master (pipelines of ``write_chunk_size``),
-        then ``WAIT`` for the replicas on every master written to."""
+        """``SET`` each key on its master (pipelines of ``write_chunk_size``), and
+        end each master's last pipeline with ``WAIT`` for its replicas.
+
+        ``WAIT`` waits for the writes *of the connection it is sent on*, so it
+        goes in the same pipeline as the last ``SET`` rather than in a command of
+        its own, which the pool might send on another connection.
+        """
         by_node: dict[Address, list[tuple[str, bytes | str]]] = {}
         for key, value in writes:
             by_node.setdefault(self.router.owner_of_key(key), []).append((key, value))
@@ -364,22 +369,21 @@ class ClusterOnlineStore(OnlineStore):
                 for key, value in items[start : start + self.write_chunk_size]:
                     pipe.set(key, value)
                     written.append(key)
-                pipe.execute()
-        if self.replicas > 0:
-            for address in by_node:
-                confirmed = int(
-                    self.router.client(address).execute_command(
-                        "WAIT", self.replicas, self.wait_timeout_ms
-                    )
-                )
-                if confirmed < self.replicas:
-                    raise ReplicationTimeout(
-                        f"master {address[0]}:{address[1]} had {confirmed} of "
-                        f"{self.replicas} replicas confirm within "
-                        f"{self.wait_timeout_ms} ms; a failover now could lose "
-                        f"these writes. Check the replicas (INFO replication), or "
-                        f"raise wait_timeout_ms."
-                    )
+                last = start + self.write_chunk_size >= len(items)
+                if last and self.replicas > 0:
+                    pipe.execute_command("WAIT", self.replicas, self.wait_timeout_ms)
+                replies = pipe.execute()
+                if last and self.replicas > 0:
+                    self._check_replicas(address, int(replies[-1]))
+
+    def _check_replicas(self, address: Address, confirmed: int) -> None:
+        if confirmed < self.replicas:
+            raise ReplicationTimeout(
+                f"master {address[0]}:{address[1]} had {confirmed} of "
+                f"{self.replicas} replicas confirm within {self.wait_timeout_ms} ms; "
+                f"a failover now could lose these writes. Check the replicas (INFO "
+                f"replication), or raise wait_timeout_ms."
+            )
 
     def _shard_generations(self, view: FeatureView) -> list[str | None]:
         """Every shard's pointer, read with one pipeline per master."""
@@ -550,7 +554,8 @@ class ClusterOnlineStore(OnlineStore):
         """The slow path for a script call that failed: ``NOSCRIPT`` (a promoted
         replica has no script cache) or ``MOVED`` (the slot changed hands)."""
         message = str(error)
-        if message.startswith(("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN")):
+        transient = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "LOADING")
+        if message.startswith(transient):
             try:
                 self.router.refresh(force=True)
             except ClusterUnavailable:
@@ -576,6 +581,8 @@ class ClusterOnlineStore(OnlineStore):
         """Where shards of one view answered different generations (the read fell
         inside a swap), re-read the lagging ones at the newest: one generation
         per view, as on one node."""
+        if len(reads) == len(plan.views):
+            return  # one shard per view (one entity): nothing can disagree
         lagging: dict[bytes, list[_ShardRead]] = {}
         for v in range(len(plan.views)):
             answered = [r for r in reads if r.view_index == v and r.done]
