@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.retry import Retry
 
 from mlsd_lib.errors import MlsdError
 
@@ -166,11 +168,14 @@ class ClusterRouter:
     def _client_locked(self, address: Address) -> redis.Redis:
         client = self._clients.get(address)
         if client is None:
+            # No retries: a dead master must fail fast (the caller degrades or
+            # refreshes the slot map), not back off for seconds.
             client = redis.Redis(
                 host=address[0],
                 port=address[1],
                 socket_timeout=self.socket_timeout_s,
                 socket_connect_timeout=self.connect_timeout_s,
+                retry=Retry(NoBackoff(), 0),
             )
             self._clients[address] = client
         return client

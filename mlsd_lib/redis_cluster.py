@@ -38,6 +38,8 @@ import time
 from collections.abc import Sequence
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from mlsd_lib.config import load_settings
 from mlsd_lib.errors import MlsdError
@@ -287,7 +289,11 @@ class PrivateRedisCluster:
     @staticmethod
     def _client(port: int) -> redis.Redis:
         return redis.Redis(
-            host=LOOPBACK, port=port, socket_timeout=2.0, socket_connect_timeout=1.0
+            host=LOOPBACK,
+            port=port,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def __enter__(self) -> PrivateRedisCluster:
