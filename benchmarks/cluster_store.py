@@ -51,6 +51,7 @@ from mlsd_lib.features.examples import (
     make_ads_example,
 )
 from mlsd_lib.features.online import OnlineStore, delete_matching
+from mlsd_lib.features.views import FeatureRegistry
 from mlsd_lib.redis_backend import get_redis
 from mlsd_lib.redis_cluster import (
     PrivateRedisCluster,
@@ -77,9 +78,19 @@ def measure_round_robin(
     return samples
 
 
-def flush_masters(router: ClusterRouter) -> None:
+def remove_example_keys(
+    router: ClusterRouter, registry: FeatureRegistry, extra: str
+) -> int:
+    """Delete what this run wrote on the cluster (every view's shards, counters
+    and ``extra``), so a cluster named by REDIS_CLUSTER_URL stays as it was."""
+    deleted = 0
     for address in router.masters():
-        router.client(address).flushall()
+        client = router.client(address)
+        for view in registry.views:
+            for key in client.scan_iter(match=f"fs:{{{view.name}@v{view.version}*"):
+                deleted += client.unlink(key)
+    deleted += router.client(router.owner_of_key(extra)).unlink(extra)
+    return deleted
 
 
 def latencies(
@@ -138,7 +149,7 @@ def latencies(
         single.close()
         cluster.close()
         cluster_threads.close()
-        flush_masters(router)
+        remove_example_keys(router, example.registry, key)
         router.close()
         threaded.close()
     return samples, same

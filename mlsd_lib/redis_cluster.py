@@ -197,7 +197,8 @@ class PrivateRedisCluster:
         for port in live:
             client = self._client(port)
             try:
-                if client.cluster_info().get("cluster_state") != "ok":
+                info = _text(client.execute_command("CLUSTER", "INFO"))
+                if "cluster_state:ok" not in info:
                     return False
                 replication = client.info("replication")
                 if replication.get("role") == "slave" and (
@@ -214,7 +215,7 @@ class PrivateRedisCluster:
 
     @staticmethod
     def _own_slots(client: redis.Redis) -> list[tuple[int, int]]:
-        line = client.execute_command("CLUSTER", "NODES").decode()
+        line = _text(client.execute_command("CLUSTER", "NODES"))
         for entry in line.splitlines():
             fields = entry.split()
             if "myself" in fields[2]:
@@ -263,7 +264,7 @@ class PrivateRedisCluster:
         for port in self.live_ports():
             client = self._client(port)
             try:
-                return client.execute_command("CLUSTER", "NODES").decode()
+                return _text(client.execute_command("CLUSTER", "NODES"))
             except redis.RedisError:
                 continue
             finally:
@@ -301,6 +302,10 @@ class PrivateRedisCluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _text(reply: object) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def cluster_binaries_missing() -> str | None:

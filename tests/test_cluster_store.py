@@ -198,6 +198,7 @@ def test_reads_during_materializations_see_one_whole_generation(
     def user_generation(k: int) -> pd.DataFrame:
         return user_rows(*[(u, k, float(k), k) for u in users])
 
+    cluster_store.drop_grace_s = 0.05  # what a read inside a swap relies on
     cluster_store.materialize("wide", wide_rows(0))
     cluster_store.materialize("user_stats", user_generation(0))
     refs = ["wide:f0", "user_stats:clicks", "wide:f6", "user_stats:ctr", "wide:f3"]
