@@ -28,8 +28,6 @@ from mlsd_lib.features.examples import (
 from mlsd_lib.features.online import OnlineStore
 from mlsd_lib.redis_cluster import PrivateRedisCluster, seeds_from_urls
 
-pytestmark = pytest.mark.cluster
-
 
 def flush_masters(router: ClusterRouter) -> None:
     for address in router.masters():
@@ -62,6 +60,19 @@ def single_store(real_redis_url) -> Iterator[OnlineStore]:
         client.close()
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("one_node", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster]),
+    ]
+)
+def sharded_store(request: pytest.FixtureRequest) -> ClusterOnlineStore:
+    """The cluster store on a real cluster, and on one plain Redis standing in
+    for every master (its logic in the fast tier, without a cluster)."""
+    name = "one_node_store" if request.param == "one_node" else "cluster_store"
+    return request.getfixturevalue(name)
+
+
 def assert_bit_exact(got, want) -> None:
     assert got.feature_names == want.feature_names
     for field in ("values", "missing", "stale"):
@@ -71,6 +82,7 @@ def assert_bit_exact(got, want) -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.cluster
 def test_cluster_reads_equal_the_single_node_bit_for_bit(cluster_store, single_store):
     """The same views, the same reads: several views of several record sizes,
     unknown entities, a view never written, NaN and stale values."""
@@ -87,6 +99,7 @@ def test_cluster_reads_equal_the_single_node_bit_for_bit(cluster_store, single_s
 
 
 @pytest.mark.redis
+@pytest.mark.cluster
 def test_the_benchmark_workloads_equal_the_single_node(
     redis_cluster_urls, single_store
 ):
@@ -114,7 +127,8 @@ def test_the_benchmark_workloads_equal_the_single_node(
         router.close()
 
 
-def test_a_read_sends_one_request_per_master(cluster_store, monkeypatch):
+def test_a_read_sends_one_request_per_master(sharded_store, monkeypatch):
+    cluster_store = sharded_store
     """100 candidates over 3 views touch many shards but each master once, and
     every request goes out before any reply is read."""
     load_mixed(cluster_store)
@@ -132,7 +146,8 @@ def test_a_read_sends_one_request_per_master(cluster_store, monkeypatch):
     assert len(calls[0]) == len(set(calls[0])) <= 3
 
 
-def test_materialization_publishes_a_generation_and_drops_the_old(cluster_store):
+def test_materialization_publishes_a_generation_and_drops_the_old(sharded_store):
+    cluster_store = sharded_store
     first = cluster_store.materialize("user_stats", user_rows((1, 0, 0.5, 3)))
     second = cluster_store.materialize("user_stats", user_rows((1, 1, 0.25, 4)))
     assert first.previous_generation is None
@@ -149,7 +164,8 @@ def test_materialization_publishes_a_generation_and_drops_the_old(cluster_store)
     assert left == []
 
 
-def test_a_read_inside_a_swap_rolls_forward_to_one_generation(cluster_store):
+def test_a_read_inside_a_swap_rolls_forward_to_one_generation(sharded_store):
+    cluster_store = sharded_store
     """Pointers moved on some shards only (as mid-swap): the read still returns
     the newest generation for every entity of the view."""
     users = list(range(40))
@@ -182,9 +198,7 @@ def test_a_read_inside_a_swap_rolls_forward_to_one_generation(cluster_store):
     assert cluster_store.roll_forwards == before + 1
 
 
-def test_reads_during_materializations_see_one_whole_generation(
-    cluster_store, redis_cluster_urls
-):
+def test_reads_during_materializations_see_one_whole_generation(sharded_store):
     """A reader hammering the cluster while each view is rewritten generation
     after generation never sees two generations of a view in one read."""
     users = list(range(60))
@@ -198,6 +212,7 @@ def test_reads_during_materializations_see_one_whole_generation(
     def user_generation(k: int) -> pd.DataFrame:
         return user_rows(*[(u, k, float(k), k) for u in users])
 
+    cluster_store = sharded_store
     cluster_store.drop_grace_s = 0.05  # what a read inside a swap relies on
     cluster_store.materialize("wide", wide_rows(0))
     cluster_store.materialize("user_stats", user_generation(0))
@@ -205,8 +220,8 @@ def test_reads_during_materializations_see_one_whole_generation(
     rows_sets = ([{"user_id": 17}], [{"user_id": u} for u in users])
     seen: list[ClusterOnlineFeatures] = []
     done = threading.Event()
-    router = ClusterRouter(seeds_from_urls(redis_cluster_urls))
-    reading = ClusterOnlineStore(router, MIXED)
+    router = type(cluster_store.router)(cluster_store.router.seeds)
+    reading = ClusterOnlineStore(router, MIXED, replicas=cluster_store.replicas)
 
     def reader() -> None:
         try:
@@ -238,6 +253,7 @@ def test_reads_during_materializations_see_one_whole_generation(
     assert len(generations) > 2, "no read fell between two materializations"
 
 
+@pytest.mark.cluster
 @pytest.mark.faults
 def test_a_killed_master_fails_over_and_loses_no_acknowledged_write():
     """Under bounded load (reads every ~2 ms, acknowledged writes every ~2 ms), a
@@ -261,3 +277,47 @@ def test_a_killed_master_fails_over_and_loses_no_acknowledged_write():
     assert outcome["lost_acked_writes"] == 0, outcome
     assert outcome["recovered_equal"], outcome
     assert outcome["failover_s"] < 30, outcome
+
+
+class OneNodeRouter(ClusterRouter):
+    """Every slot on one plain Redis: the store's sharding, roll-forward and
+    decode run without a cluster (the fast tier), on the same keys."""
+
+    def refresh(self, *, force: bool = False) -> bool:
+        self._owners = [self.seeds[0]] * 16_384
+        return True
+
+
+@pytest.fixture
+def one_node_store(real_redis_url) -> Iterator[ClusterOnlineStore]:
+    seeds = seeds_from_urls([real_redis_url])
+    router = OneNodeRouter(seeds)
+    router.client(seeds[0]).flushdb()
+    store = ClusterOnlineStore(router, MIXED, replicas=0, drop_grace_s=0.0)
+    try:
+        yield store
+    finally:
+        store.close()
+        router.client(seeds[0]).flushdb()
+        router.close()
+
+
+@pytest.mark.redis
+def test_the_sharded_layout_on_one_node_reads_what_the_single_node_store_reads(
+    one_node_store, real_redis_url
+):
+    load_mixed(one_node_store)
+    # Database 1 (the router's clients use 0): the two layouts kept apart.
+    client = redis.Redis(**{**redis.connection.parse_url(real_redis_url), "db": 1})
+    client.flushdb()
+    single = OnlineStore(client, MIXED)
+    try:
+        load_mixed(single)
+        for rows in READ_CASES.values():
+            for refs in (MIXED_REFS, ["wide:f6"]):
+                got = one_node_store.read(rows, refs, now=at(40))
+                assert_bit_exact(got, single.read(rows, refs, now=at(40)))
+    finally:
+        single.close()
+        client.flushdb()
+        client.close()
