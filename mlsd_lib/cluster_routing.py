@@ -213,7 +213,8 @@ class ClusterRouter:
         for address, commands in packed.items():
             connection = self.connection(address)
             try:
-                connection.send_packed_command(commands, check_health=False)
+                # One sendall per node: redis-py would make one per command.
+                connection.send_packed_command([b"".join(commands)], check_health=False)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
                 connection.disconnect()
                 results[address] = NodeFailure(address, error)
@@ -260,7 +261,7 @@ class ClusterRouter:
     ) -> list[object] | NodeFailure:
         connection = self.connection(address)
         try:
-            connection.send_packed_command(commands, check_health=False)
+            connection.send_packed_command([b"".join(commands)], check_health=False)
             replies: list[object] = []
             for _ in commands:
                 try:

@@ -270,6 +270,7 @@ class ClusterOnlineStore(OnlineStore):
         self._location = describe_location or "the Redis Cluster (REDIS_CLUSTER_URL)"
         self._plans: dict[tuple[str, ...], _ReadPlan] = {}
         self._shards: dict[tuple[str, int], list[_Shard]] = {}
+        self._shard_cache: dict[str, int] = {}
         self.roll_forwards = 0
         """Reads that fell inside a swap and re-read shards (observability)."""
         for address in router.masters():
@@ -503,20 +504,32 @@ class ClusterOnlineStore(OnlineStore):
             a += 2 + n
             shards = self._view_shards(part.view)
             if n == 1:
-                shard = shards[shard_of(keys[0], len(shards))]
+                shard = shards[self._shard_of(keys[0])]
                 reads.append(_ShardRead(v, shard, keys, [offset]))
             else:
                 groups: dict[int, _ShardRead] = {}
-                for i, key in enumerate(keys):
-                    s = shard_of(key, len(shards))
+                shard_of_key = self._shard_of
+                for i, key in enumerate(keys, start=offset):
+                    s = shard_of_key(key)
                     read = groups.get(s)
                     if read is None:
-                        read = groups[s] = _ShardRead(v, shards[s], [], [])
-                    read.keys.append(key)
-                    read.positions.append(offset + i)
+                        read = groups[s] = _ShardRead(v, shards[s], [key], [i])
+                    else:
+                        read.keys.append(key)
+                        read.positions.append(i)
                 reads += groups.values()
             offset += n
         return reads
+
+    def _shard_of(self, key: str) -> int:
+        """:func:`shard_of`, remembered: the same few entities (the candidate
+        ads) come back on every read, and a dict lookup is cheaper than a CRC."""
+        shard = self._shard_cache.get(key)
+        if shard is None:
+            shard = shard_of(key, self.shards_per_view)
+            if len(self._shard_cache) < 200_000:
+                self._shard_cache[key] = shard
+        return shard
 
     def _fetch(self, reads: Sequence[_ShardRead], raw: list, generation: str) -> None:
         """Run the scripts, one request per master, and place the records."""
