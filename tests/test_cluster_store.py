@@ -17,6 +17,7 @@ from mlsd_lib.cluster_routing import ClusterRouter
 from mlsd_lib.features.cluster_online import (
     ClusterOnlineFeatures,
     ClusterOnlineStore,
+    PartialSwap,
     shard_current_key,
     shard_of,
 )
@@ -25,7 +26,7 @@ from mlsd_lib.features.examples import (
     SINGLE_ENTITY_REFS,
     make_ads_example,
 )
-from mlsd_lib.features.online import OnlineStore
+from mlsd_lib.features.online import OnlineStore, OnlineStoreUnavailable
 from mlsd_lib.redis_cluster import PrivateRedisCluster, seeds_from_urls
 
 
@@ -321,3 +322,61 @@ def test_the_sharded_layout_on_one_node_reads_what_the_single_node_store_reads(
         single.close()
         client.flushdb()
         client.close()
+
+
+def test_a_materialization_that_fails_before_the_swap_leaves_the_old_one(
+    sharded_store, monkeypatch
+):
+    """Records half written, then an error: nothing points at the new
+    generation, so it is deleted and readers keep the previous one."""
+    store = sharded_store
+    users = list(range(30))
+    store.materialize("user_stats", user_rows(*[(u, 0, 0.0, 1) for u in users]))
+    before = store.current_generation("user_stats")
+    original = store._write_by_node
+
+    def half_then_fail(writes, written):
+        original(writes[: len(writes) // 2], written)
+        raise redis.ConnectionError("the cluster went away mid-write")
+
+    monkeypatch.setattr(store, "_write_by_node", half_then_fail)
+    with pytest.raises(OnlineStoreUnavailable, match="REDIS_CLUSTER_URL"):
+        store.materialize("user_stats", user_rows(*[(u, 1, 0.0, 2) for u in users]))
+    monkeypatch.undo()
+    assert store.current_generation("user_stats") == before
+    read = store.read([{"user_id": u} for u in users], ["user_stats:clicks"], now=at(2))
+    assert (read.values[:, 0] == 1).all()
+    pattern = "fs:{user_stats@v1:s*}:g*"
+    leftovers = [
+        key
+        for address in store.router.masters()
+        for key in store.router.client(address).scan_iter(match=pattern)
+        if not key.decode().split(":g")[1].startswith(f"{before}:")
+    ]
+    assert leftovers == []
+
+
+def test_a_swap_that_fails_half_way_says_so_and_reads_roll_forward(
+    sharded_store, monkeypatch
+):
+    """Some pointers moved, then an error: PartialSwap says what to do, and
+    reads already serve the new (complete) generation for every entity."""
+    store = sharded_store
+    users = list(range(30))
+    store.materialize("user_stats", user_rows(*[(u, 0, 0.0, 1) for u in users]))
+    original = store._write_by_node
+    calls = []
+
+    def flip_half_then_fail(writes, written):
+        calls.append(len(writes))
+        if len(calls) == 2:  # the pointers
+            original(writes[: len(writes) // 2], written)
+            raise redis.ConnectionError("a master died mid-swap")
+        original(writes, written)
+
+    monkeypatch.setattr(store, "_write_by_node", flip_half_then_fail)
+    with pytest.raises(PartialSwap, match="materialize again"):
+        store.materialize("user_stats", user_rows(*[(u, 1, 0.0, 2) for u in users]))
+    monkeypatch.undo()
+    read = store.read([{"user_id": u} for u in users], ["user_stats:clicks"], now=at(2))
+    assert (read.values[:, 0] == 2).all()
