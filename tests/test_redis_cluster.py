@@ -125,7 +125,7 @@ def test_a_cross_slot_command_is_refused_by_the_cluster(redis_cluster_urls):
     router = ClusterRouter(seeds_from_urls(redis_cluster_urls))
     try:
         client = router.client(router.owner_of_key("a"))
-        with pytest.raises(redis.ResponseError, match=r"CROSSSLOT|MOVED"):
+        with pytest.raises(redis.ResponseError, match="hash to the same slot"):
             client.mget("a", "b")
     finally:
         router.close()
