@@ -88,6 +88,16 @@ import numpy as np
 import pandas as pd
 import redis
 from hiredis import pack_command
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    TryAgainError,
+)
 
 from mlsd_lib.cluster_routing import (
     Address,
@@ -119,6 +129,17 @@ from mlsd_lib.features.views import (
 )
 
 DEFAULT_SHARDS_PER_VIEW = 16
+#: Replies that mean "the slot moved or has no master now" (redis-py parses them
+#: into these classes, the ``MOVED`` prefix stripped): refresh and retry once.
+_TRANSIENT = (
+    MovedError,
+    AskError,
+    TryAgainError,
+    ClusterDownError,
+    ReadOnlyError,
+    BusyLoadingError,
+    MasterDownError,
+)
 
 _SHARD_READ_SCRIPT = """
 -- KEYS[1]: one (view, shard)'s `current` pointer. ARGV[1]: the generation to
@@ -566,14 +587,12 @@ class ClusterOnlineStore(OnlineStore):
     ) -> list | None:
         """The slow path for a script call that failed: ``NOSCRIPT`` (a promoted
         replica has no script cache) or ``MOVED`` (the slot changed hands)."""
-        message = str(error)
-        transient = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "LOADING")
-        if message.startswith(transient):
+        if isinstance(error, _TRANSIENT):
             try:
                 self.router.refresh(force=True)
             except ClusterUnavailable:
                 return None
-        elif not message.startswith("NOSCRIPT"):
+        elif not isinstance(error, NoScriptError):
             raise FeatureStoreError(
                 f"the shard read script failed on {read.shard.current_key}: {error}"
             ) from error
