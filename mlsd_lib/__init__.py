@@ -13,6 +13,9 @@ monitoring are pure functions:
 * :mod:`~mlsd_lib.redis_backend`, :mod:`~mlsd_lib.net`,
   :mod:`~mlsd_lib.processes`, :mod:`~mlsd_lib.progress`: the real servers the
   book starts on loopback, and the progress bars;
+* :mod:`~mlsd_lib.redis_cluster`, :mod:`~mlsd_lib.cluster_routing`,
+  :mod:`~mlsd_lib.cluster_drill`: a Redis Cluster on loopback, one request per
+  node to it, and the failover drill;
 * :mod:`~mlsd_lib.errors`: the one root of the library's errors;
 * :mod:`~mlsd_lib.worlds`: simulators with known ground truth;
 * :mod:`~mlsd_lib.datasets`: the shapes models consume, and real-format loaders;

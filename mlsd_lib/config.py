@@ -9,6 +9,11 @@ Variables
 ``REDIS_URL``
     Use this Redis (e.g. ``redis://127.0.0.1:6379/0``). When unset, a private
     ``redis-server`` is started if one is on ``PATH``, else fakeredis is used.
+``REDIS_CLUSTER_URL``
+    A Redis Cluster for the scale-out store (any one node,
+    ``redis://127.0.0.1:7000``); a variable of its own because a cluster takes a
+    different client and no database number. When unset, tests and benchmarks
+    start a private loopback cluster (:mod:`mlsd_lib.redis_cluster`).
 ``TRITON_URL``
     Use an already running Triton (``http://host:8000`` or ``grpc://host:8001``)
     instead of starting one from nvidia-pytriton.
@@ -47,6 +52,7 @@ class Settings:
     require_real_backends: bool
     seed: int
     data_dir: Path
+    redis_cluster_url: str | None = None
 
 
 def _parse_flag(name: str, raw: str) -> bool:
@@ -95,4 +101,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         seed=seed,
         data_dir=Path(env.get("MLSD_DATA_DIR", "data")).expanduser(),
+        redis_cluster_url=_parse_url(
+            "REDIS_CLUSTER_URL", env.get("REDIS_CLUSTER_URL"), ("redis",)
+        ),
     )

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -85,12 +86,30 @@ class PrivateRedisServer:
     on Linux the kernel stops it if this process is killed.
     """
 
-    def __init__(self, binary: str = "redis-server", startup_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        binary: str = "redis-server",
+        startup_timeout_s: float = 10.0,
+        extra_args: Sequence[str] = (),
+    ):
         self.binary = binary
         self.startup_timeout_s = startup_timeout_s
+        # More options after the defaults (a later one wins), e.g. a cluster
+        # node's ``--cluster-enabled yes`` (:mod:`mlsd_lib.redis_cluster`).
+        self.extra_args = tuple(extra_args)
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (False after :meth:`kill`)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def workdir(self) -> Path | None:
+        """The server's scratch folder (its ``--dir``), while it runs."""
+        return self._workdir
 
     @property
     def url(self) -> str:
@@ -117,6 +136,7 @@ class PrivateRedisServer:
                 self.binary, "--port", str(self.port), "--bind", LOOPBACK,
                 "--save", "", "--appendonly", "no", "--dir", str(self._workdir),
                 "--logfile", str(log_path), "--protected-mode", "yes",
+                *self.extra_args,
             ]  # fmt: skip
             with console_path.open("wb") as console:
                 self._process = subprocess.Popen(

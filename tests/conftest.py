@@ -16,8 +16,14 @@ import fakeredis
 import pytest
 import redis
 
+from mlsd_lib.config import load_settings
 from mlsd_lib.net import wait_until
 from mlsd_lib.redis_backend import PrivateRedisServer
+from mlsd_lib.redis_cluster import (
+    PrivateRedisCluster,
+    cluster_binaries_missing,
+    cluster_url_from_env,
+)
 from mlsd_lib.serving.triton_cleanup import Leftovers, orphaned_leftovers
 from mlsd_lib.serving.triton_server import triton_unavailable_reason
 
@@ -52,6 +58,24 @@ def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_urls() -> Iterator[list[str]]:
+    """A real Redis Cluster for this test session: ``REDIS_CLUSTER_URL`` if set,
+    else a private one (3 masters, 3 replicas on loopback, stopped with the
+    session), or a skip that says why neither is possible."""
+    url = cluster_url_from_env()
+    if url:
+        yield [url]
+        return
+    reason = cluster_binaries_missing()
+    if reason is not None:
+        if load_settings().require_real_backends:
+            pytest.fail(f"MLSD_REQUIRE_REAL_BACKENDS is set but {reason}")
+        pytest.skip(f"no Redis Cluster: {reason}")
+    with PrivateRedisCluster() as cluster:
+        yield cluster.seed_urls()
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ Introduced in ``notebooks/feature_store.ipynb`` and
 * :mod:`~mlsd_lib.features.records`: the byte layout and key names shared by the
   online store and the stream processor.
 * :mod:`~mlsd_lib.features.online`: the Redis online store (materialization with
-  an atomic generation swap, one-round-trip reads).
+  an atomic generation swap, one-round-trip reads); on a Redis Cluster,
+  :mod:`~mlsd_lib.features.cluster_online` (keys sharded by hash tag).
 * :mod:`~mlsd_lib.features.windows`: windowed counts, defined once for the stream
   processor and for offline training data.
 * :mod:`~mlsd_lib.features.event_stream`: the event schema and the producer
