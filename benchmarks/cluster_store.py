@@ -6,7 +6,9 @@ Loads the example ads views (:mod:`mlsd_lib.features.examples`) into one Redis
 (``REDIS_URL``, else a private server) and into a Redis Cluster
 (``REDIS_CLUSTER_URL``, else a private loopback cluster of 3 masters and 3
 replicas, :class:`~mlsd_lib.redis_cluster.PrivateRedisCluster`), then measures,
-round-robin so machine noise hits every measurement alike:
+round-robin so machine noise hits every measurement alike
+(:func:`mlsd_lib.cluster_measure.measure_round_robin`, which the chapter
+``notebooks/scaling_out.ipynb`` uses too):
 
 * ``single_node`` / ``cluster``: 1 entity row x 50 features over 3 views;
 * ``single_node_candidates`` / ``cluster_candidates``: 1 user plus 100
@@ -30,14 +32,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 import redis
-from tqdm import tqdm
 
 from mlsd_lib.cluster_drill import failover_drill
+from mlsd_lib.cluster_measure import measure_round_robin
 from mlsd_lib.cluster_routing import ClusterRouter
 from mlsd_lib.features import records
 from mlsd_lib.features.cluster_online import (
@@ -60,22 +61,6 @@ from mlsd_lib.redis_cluster import (
 )
 
 NUM_CANDIDATES = 100
-
-
-def measure_round_robin(
-    calls: dict[str, Callable[[], object]], n: int, warmup: int
-) -> dict[str, np.ndarray]:
-    """Time each call ``n`` times, cycling through all of them on every round."""
-    for _ in tqdm(range(warmup), desc="warm-up", file=sys.stderr, leave=False):
-        for call in calls.values():
-            call()
-    samples = {name: np.empty(n) for name in calls}
-    for i in tqdm(range(n), desc="measuring", file=sys.stderr):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            samples[name][i] = time.perf_counter() - start
-    return samples
 
 
 def remove_example_keys(
