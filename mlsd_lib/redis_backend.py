@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import functools
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -170,6 +171,20 @@ class PrivateRedisServer:
             f"{tail(last_log)}\nSet REDIS_URL to a running Redis instead."
         )
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP), as a long stall or a partition would: it
+        keeps its connections but answers nothing until :meth:`resume`."""
+        if not self.running:
+            raise RuntimeError("PrivateRedisServer is not running: nothing to pause.")
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT); harmless when not paused."""
+        if self.running:
+            assert self._process is not None
+            self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the server, as a crash would: no shutdown, data gone.
 
@@ -187,6 +202,7 @@ class PrivateRedisServer:
         """Stop the server (idempotent) and delete its scratch folder."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a paused server cannot shut down
             process.terminate()
             try:
                 process.wait(timeout=5)

@@ -200,6 +200,10 @@ class PrivateRedisCluster:
                 info = _text(client.execute_command("CLUSTER", "INFO"))
                 if "cluster_state:ok" not in info:
                     return False
+                # With partial coverage allowed, "ok" does not mean this node
+                # has learnt a failover: its slot map must name live masters.
+                if self._slots_on_live_masters(client, live) != 16_384:
+                    return False
                 replication = client.info("replication")
                 if replication.get("role") == "slave" and (
                     replication.get("master_link_status") != "up"
@@ -212,6 +216,16 @@ class PrivateRedisCluster:
             finally:
                 client.close()
         return covered == 16_384
+
+    @staticmethod
+    def _slots_on_live_masters(client: redis.Redis, live: Sequence[int]) -> int:
+        """How many slots this node's ``CLUSTER SLOTS`` gives to a live node."""
+        ranges = client.execute_command("CLUSTER", "SLOTS")
+        return sum(
+            int(entry[1]) - int(entry[0]) + 1
+            for entry in ranges
+            if int(entry[2][1]) in live
+        )
 
     @staticmethod
     def _own_slots(client: redis.Redis) -> list[tuple[int, int]]:
@@ -244,13 +258,36 @@ class PrivateRedisCluster:
                 client.close()
         return masters
 
-    def kill(self, port: int) -> None:
-        """SIGKILL the node on ``port``: no shutdown, its data gone."""
+    def replicas_of(self, master_port: int) -> list[int]:
+        """Ports of the live replicas whose master listens on ``master_port``."""
+        replicas = []
+        for port in self.live_ports():
+            client = self._client(port)
+            try:
+                info = client.info("replication")
+            finally:
+                client.close()
+            if info.get("role") == "slave" and int(info["master_port"]) == master_port:
+                replicas.append(port)
+        return replicas
+
+    def _server(self, port: int) -> PrivateRedisServer:
         for server in self.servers:
             if server.port == port:
-                server.kill()
-                return
+                return server
         raise ClusterStartFailed(f"no node of this cluster listens on {port}.")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port``: no shutdown, its data gone."""
+        self._server(port).kill()
+
+    def pause(self, port: int) -> None:
+        """Freeze the node on ``port`` (SIGSTOP) until :meth:`resume`."""
+        self._server(port).pause()
+
+    def resume(self, port: int) -> None:
+        """Let a paused node run again."""
+        self._server(port).resume()
 
     def wait_failover(self, timeout_s: float = 30.0) -> float:
         """After a master's death, wait until its replica serves its slots;
