@@ -25,17 +25,27 @@ test. ``cluster-require-full-coverage no`` keeps the other masters serving while
 one master's slots have none: a read of those slots is degraded, not every read.
 
 A cluster someone else runs is named by ``REDIS_CLUSTER_URL`` (any one node,
-``redis://host:port``); :func:`cluster_url_from_env` reads it.
+``redis://host:port``); :func:`cluster_url_from_env` reads it. To run one for
+other processes (CI does, for the whole test session)::
+
+    python -m mlsd_lib.redis_cluster --url-file /tmp/cluster.url &
+
+starts the cluster, writes its seed URL to the file once it is ready, and keeps it
+up until the command is stopped (SIGTERM or Ctrl-C); the nodes die with it.
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
@@ -363,3 +373,30 @@ def seeds_from_urls(urls: Sequence[str]) -> list[tuple[str, int]]:
         parsed = redis.connection.parse_url(url)
         seeds.append((str(parsed.get("host", LOOPBACK)), int(parsed.get("port", 6379))))
     return seeds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start a private cluster, publish its URL, and hold it until stopped."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mlsd_lib.redis_cluster",
+        description="A loopback Redis Cluster (3 masters + 3 replicas) for other "
+        "processes; stops with this command.",
+    )
+    parser.add_argument(
+        "--url-file", type=Path, required=True, help="where to write the seed URL"
+    )
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stopped.set())
+    with PrivateRedisCluster() as cluster:
+        temporary = args.url_file.with_suffix(".tmp")
+        temporary.write_text(cluster.url + "\n")
+        temporary.replace(args.url_file)  # readers never see half a URL
+        print(f"REDIS_CLUSTER_URL={cluster.url}", flush=True)
+        stopped.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -129,3 +132,30 @@ def test_a_cross_slot_command_is_refused_by_the_cluster(redis_cluster_urls):
             client.mget("a", "b")
     finally:
         router.close()
+
+
+@pytest.mark.cluster
+def test_the_command_line_holds_a_cluster_until_stopped(tmp_path):
+    """``python -m mlsd_lib.redis_cluster --url-file F`` (what CI runs) publishes
+    a ready cluster's URL, and SIGTERM takes every node down with it."""
+    url_file = tmp_path / "cluster.url"
+    command = [sys.executable, "-m", "mlsd_lib.redis_cluster", "--url-file", url_file]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            if url_file.exists() or holder.poll() is not None:
+                break
+            time.sleep(0.1)
+        url = url_file.read_text().strip()
+        seed = redis.Redis.from_url(url)
+        assert b"cluster_state:ok" in seed.execute_command("CLUSTER", "INFO")
+        ports = [int(n[1]) for n in seeds_from_urls([url])]
+        assert len(seed.execute_command("CLUSTER", "NODES").splitlines()) == 6
+        seed.close()
+    finally:
+        holder.terminate()
+        assert holder.wait(timeout=30) == 0
+    assert holder.stdout is not None
+    assert holder.stdout.read().strip() == f"REDIS_CLUSTER_URL={url}"
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=ports[0], socket_connect_timeout=1).ping()
