@@ -67,11 +67,26 @@ can vanish if the master dies before its replica has it. Materialization waits
 raises :class:`ReplicationTimeout` when the replicas did not confirm in time, so
 a generation that was published is on the replicas.
 
-**What it does not do yet.** The stream processor's apply script touches the
-dedup marker, the window state and the live record in one call: on a cluster
-those must share a slot, so its keys need this module's shard tag (and the
-dedup marker the entity's shard) before it runs here. It runs unchanged on the
-single-node store only.
+**Stream views.** The stream processor folds windowed counts into this store
+with its delivery unchanged (``python -m mlsd_lib.features.stream_processor
+--redis-cluster-url redis://host:port``): its windowed fold, given
+:class:`~mlsd_lib.features.stream_layout.ClusterLayout`, applies an event with
+one script per entity, whose dedup marker, window state, live record
+(``fs:{view@v1:s07}:glive:<entity>``) and ``current`` pointer (``live``) all
+carry the entity's shard tag, so each script stays in one slot and this store
+reads the record where it reads any other. A test holds those reads bit-exact to
+the single-node processor's. An event's apply is then atomic per entity, not
+across its entities (:mod:`~mlsd_lib.features.stream_layout` says what that
+costs). A shard no event reached has no pointer: a read that also touches a
+shard that has one counts as a roll-forward (a second round trip) and returns
+the same missing values.
+
+**What it does not do yet.** The history and latest-value folds keep a single
+script over keys of several slots and run on one Redis only (the processor
+refuses them on a cluster, saying so); so do the freshness probe
+(:func:`~mlsd_lib.features.stream_freshness.read_live_record`) and
+:class:`~mlsd_lib.features.live_processor.LiveProcessor`, which take a
+single-node client.
 """
 
 from __future__ import annotations

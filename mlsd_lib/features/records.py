@@ -31,6 +31,10 @@ and, by the latest-value fold (:mod:`~mlsd_lib.features.latest_fold`)::
 
     fs:{view}@v{version}:latest:{key}   -> latest_state_key: values, times, ids
 
+On a Redis Cluster the store's keys carry a shard's hash tag instead
+(``fs:{view@v1:s07}:...``, :mod:`~mlsd_lib.features.cluster_online`), and so do
+the stream processor's (:mod:`~mlsd_lib.features.stream_layout`).
+
 Materialization writes a whole new generation, then moves ``current`` to it in
 one SET, so a reader sees either the old complete generation or the new one.
 Stream views write to the fixed generation ``live``.

@@ -18,6 +18,12 @@ which checks the marker first (return 0: a duplicate, nothing written) and sets
 it last (return 1: applied), all inside the one atomic script. A fold cannot
 forget the marker, and the processor never needs to know what the fold writes.
 
+A fold whose apply must be split (on a Redis Cluster one script may only touch
+keys of one slot, see :mod:`~mlsd_lib.features.stream_layout`) also has
+``parts(event)``: a :class:`FoldPart` per script call, each with its own
+marker. :func:`apply_calls` is how the processor gets an event's calls either
+way, so it never asks which kind of fold it runs.
+
 Rules a fold's Lua body follows, so that a failed apply writes nothing: do every
 read (and every type check) before the first write, because Redis does not roll
 back the writes of a script that raises halfway; and do not ``return`` from the
@@ -27,9 +33,19 @@ body (the marker would not be set).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["StreamFold", "dedup_script"]
+from mlsd_lib.features.stream_keys import dedup_key
+from mlsd_lib.features.stream_layout import SINGLE_NODE, StreamKeyLayout
+
+__all__ = [
+    "FoldPart",
+    "PartitionedFold",
+    "StreamFold",
+    "apply_calls",
+    "dedup_script",
+    "layout_of",
+]
 
 
 @runtime_checkable
@@ -69,3 +85,43 @@ def dedup_script(body: str, *, prelude: str = "") -> str:
         + body
         + "\nredis.call('SET', KEYS[1], '1', 'EX', ARGV[1])\nreturn 1\n"
     )
+
+
+class FoldPart(NamedTuple):
+    """One script call of an event's apply: its dedup marker, then the fold's own
+    keys and arguments (the processor puts the marker and its retention first)."""
+
+    marker: str
+    keys: list[str]
+    args: list[Any]
+
+
+@runtime_checkable
+class PartitionedFold(StreamFold, Protocol):
+    """A fold that applies an event with one or more script calls
+    (:class:`FoldPart`), as its key ``layout`` places the keys."""
+
+    @property
+    def layout(self) -> StreamKeyLayout: ...
+
+    def parts(self, event: Any) -> list[FoldPart]: ...
+
+
+def layout_of(fold: StreamFold) -> StreamKeyLayout:
+    """The key layout a fold writes in (a fold without one: the single node's)."""
+    return fold.layout if isinstance(fold, PartitionedFold) else SINGLE_NODE
+
+
+def apply_calls(
+    fold: StreamFold, event: Any, retention_s: int
+) -> list[tuple[list[str], list[Any]]]:
+    """The script calls (keys, arguments) that apply ``event``: per call the
+    dedup marker as ``KEYS[1]`` and ``retention_s`` as ``ARGV[1]``, then the
+    fold's own. One call with the marker ``fs:seen:<stream>:<event id>`` unless
+    the fold splits its apply (:class:`PartitionedFold`)."""
+    if isinstance(fold, PartitionedFold):
+        parts = fold.parts(event)
+    else:
+        keys, args = fold.keys_and_args(event)
+        parts = [FoldPart(dedup_key(fold.stream, event.event_id), keys, args)]
+    return [([part.marker, *part.keys], [retention_s, *part.args]) for part in parts]

@@ -17,6 +17,23 @@ or, keeping each product's newest stock and price and its 24 h counts::
         --fold latest --value-types stock,price --counted-types impression,click \\
         --state-name product --stream visual_events --group features --consumer w1
 
+or, on a Redis Cluster (windowed counts only; any node's URL)::
+
+    python -m mlsd_lib.features.stream_processor \\
+        --redis-cluster-url redis://127.0.0.1:7000 --stream ad_events \\
+        --group features --consumer worker-1
+
+In Python, give the processor a ``redis.cluster.RedisCluster`` client and the
+fold in the cluster layout, ``WindowedCountFold(aggregations,
+layout=ClusterLayout())`` (:mod:`~mlsd_lib.features.stream_layout`), or start
+a process with ``start_processor(url, cluster=True, stream=..., group=...,
+consumer=...)``. The client sends the stream commands to the master owning the
+stream's slot, and each apply to the master owning the entity's shard; the keys
+are those :class:`~mlsd_lib.features.cluster_online.ClusterOnlineStore` reads
+(``--shards-per-view`` must match its ``shards_per_view``, 16 by default). A
+fold in the single-node layout (and the history and latest folds) is refused
+on a cluster, since its one script spans several slots.
+
 The processor owns *delivery*, and nothing about what an event means: a
 :class:`~mlsd_lib.features.stream_folds.StreamFold` says how a message parses
 and what one atomic Lua apply writes. By default that is the windowed counts
@@ -41,11 +58,17 @@ How it gets every event applied exactly once, in effect, whatever the fold:
   (:mod:`~mlsd_lib.features.records`)) and sets the marker
   (:func:`~mlsd_lib.features.stream_folds.dedup_script`). Only then is the
   message acknowledged. A crash between apply and ``XACK`` redelivers an event
-  whose marker is set, so the second apply is a no-op.
+  whose marker is set, so the second apply is a no-op. (On a cluster, ONE
+  script per entity the event counts for, each with its own marker in that
+  entity's slot: an event is applied when every part is, and a redelivery skips
+  the parts already marked.) Scripts are sent as ``EVALSHA`` in one pipeline
+  per batch; a ``NOSCRIPT`` reply (a fresh server, a promoted replica) loads
+  the script, on every master, and resends those calls.
 * **Dead letters.** A message that cannot be parsed, or that has been delivered
   more than ``--max-deliveries`` times (it keeps failing), is copied to
-  ``<stream>:dead`` with the reason and its original fields, then acknowledged,
-  so one poison message never blocks the stream.
+  ``<stream>:dead`` (on a cluster ``{<stream>}:dead``, in the stream's slot)
+  with the reason and its original fields, then acknowledged, in one
+  ``MULTI``, so one poison message never blocks the stream.
 
 The dedup marker's retention (``--dedup-retention-s``, 1 hour by default) is a
 trade-off. It must outlast the longest time a message can stay pending (all
@@ -63,6 +86,7 @@ Around the processor, one concept per module: its extra keys in
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -75,10 +99,12 @@ from datetime import timedelta
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from mlsd_lib.features.event_stream import InvalidEvent
 from mlsd_lib.features.fold_catalog import FOLD_NAMES, fold_named
-from mlsd_lib.features.stream_folds import StreamFold
+from mlsd_lib.features.stream_folds import StreamFold, apply_calls, layout_of
 from mlsd_lib.features.stream_freshness import measure_freshness, read_live_record
 from mlsd_lib.features.stream_keys import dead_letter_stream, dedup_key, state_key
 from mlsd_lib.features.stream_launcher import (
@@ -87,6 +113,7 @@ from mlsd_lib.features.stream_launcher import (
     start_processor,
     summary_of,
 )
+from mlsd_lib.features.stream_layout import ClusterLayout
 from mlsd_lib.features.views import FeatureStoreError
 from mlsd_lib.features.windowed_fold import FLOAT32_LUA, WindowedCountFold
 from mlsd_lib.features.windows import StreamAggregation, ads_aggregations
@@ -151,14 +178,16 @@ class StreamProcessor:
     :class:`~mlsd_lib.features.stream_folds.StreamFold` for ``stream``); give
     ``aggregations`` instead (or neither, for the ads example's) and the fold is
     :class:`~mlsd_lib.features.windowed_fold.WindowedCountFold` over them.
-    Usable in-process (tests, fakeredis) through :meth:`apply`, :meth:`step` and
+    ``client`` is one Redis, or a ``redis.cluster.RedisCluster`` when the fold
+    writes in the cluster layout (the module docstring shows both). Usable
+    in-process (tests, fakeredis) through :meth:`apply`, :meth:`step` and
     :meth:`run`; :func:`main` wraps it as a command. ``crash`` is what
     ``crash_after`` calls: by default it kills the process on the spot.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         stream: str,
         group: str,
         consumer: str,
@@ -203,6 +232,16 @@ class StreamProcessor:
                 raise ValueError(f"{name}={value} must be at least 1.")
         if dedup_retention < timedelta(seconds=1):
             raise ValueError("dedup_retention must be at least one second.")
+        layout = layout_of(fold)
+        if isinstance(client, RedisCluster) and not layout.clustered:
+            raise FeatureStoreError(
+                f"{fold!r} writes its keys in the single-node layout: one script "
+                "touches the dedup marker and every aggregation's keys, which a "
+                "Redis Cluster refuses (CROSSSLOT). On a cluster, fold windowed "
+                "counts with WindowedCountFold(..., layout=ClusterLayout()) "
+                "(--redis-cluster-url does it); the history and latest folds run "
+                "on a single Redis only."
+            )
         self.client = client
         self.stream, self.group, self.consumer = stream, group, consumer
         self.fold = fold
@@ -213,26 +252,52 @@ class StreamProcessor:
         self.batch_size, self.block_ms = batch_size, block_ms
         self.min_idle_ms, self.max_deliveries = min_idle_ms, max_deliveries
         self.dedup_retention_s = math.ceil(dedup_retention.total_seconds())
-        self.dead_stream = dead_letter_stream(stream)
+        self.dead_stream = layout.dead_letter_stream(stream)
         self.counts = ProcessorCounts()
         self._crash = crash
         self._crash_after: int | None = None
         self._applies = 0
         self._claim_cursor = "0-0"
-        self._script = client.register_script(fold.script)
+        self._sha = hashlib.sha1(fold.script.encode()).hexdigest()
 
     # --- applying one event ------------------------------------------------------
 
-    def _keys_and_args(self, event: Any) -> tuple[list[str], list[Any]]:
-        """The dedup marker and its retention first, then the fold's own."""
-        keys, args = self.fold.keys_and_args(event)
-        marker = dedup_key(self.stream, event.event_id)
-        return [marker, *keys], [self.dedup_retention_s, *args]
+    def _calls(self, event: Any) -> list[tuple[list[str], list[Any]]]:
+        """The script calls that apply ``event``: one on a single Redis, one per
+        slot it touches on a cluster (each: marker and retention first)."""
+        return apply_calls(self.fold, event, self.dedup_retention_s)
+
+    def _run_calls(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run script calls in one pipeline (a cluster client sends each its
+        slot's master); each reply, or the error in its place.
+
+        ``EVALSHA``, and on ``NOSCRIPT`` (a fresh server, or a replica just
+        promoted, has no script cache) the script is loaded (on a cluster: on
+        every master) and those calls sent again: they ran nothing.
+        """
+        results = self._evalsha(calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            self.client.script_load(self.fold.script)
+            again = self._evalsha([calls[i] for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        return results
+
+    def _evalsha(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
 
     def apply(self, event: Any) -> bool:
-        """Apply one event atomically; False if it was applied before (a no-op)."""
-        keys, args = self._keys_and_args(event)
-        return self._script(keys=keys, args=args) == 1
+        """Apply one event (atomically per script call); False if it was applied
+        before (a no-op). Raises the error of a call that failed."""
+        results = self._run_calls(self._calls(event))
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return any(result == 1 for result in results)
 
     # --- the consumer group ------------------------------------------------------
 
@@ -327,17 +392,18 @@ class StreamProcessor:
             if left <= len(to_apply):
                 to_apply, crash = to_apply[: max(left, 0)], True
         if to_apply:
-            with self.client.pipeline(transaction=False) as pipe:
-                for _, event in to_apply:
-                    keys, args = self._keys_and_args(event)
-                    self._script(keys=keys, args=args, client=pipe)
-                results = pipe.execute(raise_on_error=False)
+            per_event = [self._calls(event) for _, event in to_apply]
+            results = self._run_calls([c for calls in per_event for c in calls])
             self._applies += len(to_apply)
-            for (message_id, _), result in zip(to_apply, results, strict=True):
-                if isinstance(result, Exception):
+            start = 0
+            for (message_id, _), calls in zip(to_apply, per_event, strict=True):
+                replies = results[start : start + len(calls)]
+                start += len(calls)
+                if any(isinstance(r, Exception) for r in replies):
+                    # Parts that ran are marked: a redelivery skips them.
                     self.counts.retried += 1
                     continue
-                if result == 1:
+                if any(r == 1 for r in replies):
                     self.counts.applied += 1
                 else:
                     self.counts.duplicates += 1
@@ -415,7 +481,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "per-user histories (--fold history), or entity events into latest "
         "values and 24 h counts (--fold latest).",
     )
-    parser.add_argument("--redis-url", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--redis-url", help="one Redis, e.g. redis://127.0.0.1:6379/0")
+    where.add_argument(
+        "--redis-cluster-url",
+        help="any node of a Redis Cluster, e.g. redis://127.0.0.1:7000 (windowed "
+        "fold only; keys in the cluster online store's shards)",
+    )
+    parser.add_argument(
+        "--shards-per-view", type=int,
+        help="cluster: shards per view, as the ClusterOnlineStore's (default 16)",
+    )  # fmt: skip
     parser.add_argument(
         "--fold", default="windowed",
         help=f"what an event does to the store, one of {list(FOLD_NAMES)}",
@@ -459,6 +535,34 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _placed(fold: StreamFold, args: argparse.Namespace) -> StreamFold:
+    """The fold in the key layout of the server the command line names."""
+    if not args.redis_cluster_url:
+        if args.shards_per_view is not None:
+            raise FeatureStoreError(
+                "--shards-per-view places keys on a Redis Cluster; give "
+                "--redis-cluster-url, or drop --shards-per-view."
+            )
+        return fold
+    if not isinstance(fold, WindowedCountFold):
+        raise FeatureStoreError(
+            f"--fold {args.fold} runs on a single Redis only (its script touches "
+            "keys of several slots); on a Redis Cluster use --fold windowed, or "
+            "give --redis-url."
+        )
+    shards = args.shards_per_view
+    layout = ClusterLayout() if shards is None else ClusterLayout(shards)
+    return fold.with_layout(layout)
+
+
+def _connect(args: argparse.Namespace) -> redis.Redis | RedisCluster:
+    """A client for one Redis, or one that routes each key to its master."""
+    timeouts = {"socket_connect_timeout": 2.0, "socket_timeout": 10.0}
+    if args.redis_cluster_url:
+        return RedisCluster.from_url(args.redis_cluster_url, **timeouts)
+    return redis.Redis.from_url(args.redis_url, **timeouts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one processor until a limit or SIGTERM/SIGINT; print a JSON summary."""
     args = _parse_args(argv)
@@ -472,18 +576,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             counted_types=args.counted_types,
             state_name=args.state_name,
         )
+        fold = _placed(fold, args)
     except FeatureStoreError as error:
         print(f"stream processor: {error}", file=sys.stderr)
         return 2
-    client = redis.Redis.from_url(
-        args.redis_url, socket_connect_timeout=2.0, socket_timeout=10.0
-    )
+    url = args.redis_cluster_url or args.redis_url
+    option = "--redis-cluster-url" if args.redis_cluster_url else "--redis-url"
     try:
+        client = _connect(args)
         client.ping()
-    except redis.RedisError as error:
+    except (redis.RedisError, RedisClusterException) as error:
         print(
-            f"stream processor: {args.redis_url} does not answer ({error}); start "
-            "that Redis or fix --redis-url.",
+            f"stream processor: {url} does not answer ({error}); start that "
+            f"Redis or fix {option}.",
             file=sys.stderr,
         )
         return 2

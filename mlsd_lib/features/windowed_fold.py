@@ -7,7 +7,10 @@ counters, drops buckets older than the longest window, recomputes every windowed
 count (the semantics are in :mod:`~mlsd_lib.features.windows`), writes the packed
 online record (:mod:`~mlsd_lib.features.records`) and sets the marker. It is the
 processor's default fold, so a processor built with ``aggregations`` serves
-exactly what it served before.
+exactly what it served before. Its keys are named by a layout
+(:mod:`~mlsd_lib.features.stream_layout`): by default one Redis's, byte for
+byte as before; with ``layout=ClusterLayout()`` the cluster online store's
+shards, one script per aggregation (:meth:`WindowedCountFold.parts`).
 
 The Lua is written as two functions, ``windowed_read`` (every read: the state
 hashes) and ``windowed_write`` (every write), in :data:`WINDOWED_LUA`, so another
@@ -27,15 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlsd_lib.features.event_stream import AdEvent, StreamEvent
-from mlsd_lib.features.records import (
-    HEADER,
-    LIVE_GENERATION,
-    current_key,
-    entity_key,
-    record_key,
-)
-from mlsd_lib.features.stream_folds import dedup_script
-from mlsd_lib.features.stream_keys import state_key
+from mlsd_lib.features.records import HEADER, entity_key
+from mlsd_lib.features.stream_folds import FoldPart, dedup_script
+from mlsd_lib.features.stream_layout import SINGLE_NODE, StreamKeyLayout
 from mlsd_lib.features.views import FeatureStoreError
 from mlsd_lib.features.windows import StreamAggregation
 
@@ -159,19 +156,22 @@ def event_args(event: StreamEvent) -> list[Any]:
 
 
 def windowed_keys_and_args(
-    aggregations: Sequence[StreamAggregation], event: StreamEvent
+    aggregations: Sequence[StreamAggregation],
+    event: StreamEvent,
+    layout: StreamKeyLayout = SINGLE_NODE,
 ) -> tuple[list[str], list[Any]]:
-    """The keys, and the arguments from the aggregation count on, with which
-    ``windowed_read`` folds ``event`` into each of ``aggregations``."""
+    """The keys (named by ``layout``), and the arguments from the aggregation
+    count on, with which ``windowed_read`` folds ``event`` into each of
+    ``aggregations``."""
     keys: list[str] = []
     args: list[Any] = [len(aggregations)]
     for aggregation in aggregations:
         view = aggregation.view
         entity = entity_key([getattr(event, aggregation.entity_field)])
         keys += [
-            state_key(aggregation, entity),
-            record_key(view, LIVE_GENERATION, entity),
-            current_key(view),
+            layout.state_key(aggregation, entity),
+            layout.record_key(view, entity),
+            layout.current_key(view, entity),
         ]
         retained = aggregation.retained_buckets
         ordered = aggregation.in_view_order()
@@ -194,7 +194,9 @@ class WindowedCountFold:
     theirs) and fill distinct views. ``parse`` turns a message into an event
     with ``event_id``, ``type``, ``timestamp`` and each aggregation's entity
     field (:meth:`~mlsd_lib.features.event_stream.AdEvent.from_fields` unless
-    told).
+    told). ``layout`` names its keys and splits an event's apply into script
+    calls (:mod:`~mlsd_lib.features.stream_layout`): one Redis by default,
+    ``ClusterLayout()`` on a Redis Cluster.
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class WindowedCountFold:
         parse: Callable[[Mapping[bytes | str, bytes | str]], Any] = (
             AdEvent.from_fields
         ),
+        layout: StreamKeyLayout = SINGLE_NODE,
     ):
         aggregations = tuple(aggregations)
         if not aggregations:
@@ -221,12 +224,26 @@ class WindowedCountFold:
         if len(set(names)) != len(names):
             raise FeatureStoreError(f"aggregations repeat views: {names}.")
         self.aggregations = aggregations
+        if not isinstance(layout, StreamKeyLayout):
+            raise FeatureStoreError(
+                f"layout {layout!r} is not a StreamKeyLayout; pass SINGLE_NODE or "
+                "ClusterLayout(shards_per_view=...)."
+            )
         self._stream = stream
         self._parse = parse
+        self.layout = layout
 
     def __repr__(self) -> str:
         names = [a.view.name for a in self.aggregations]
-        return f"WindowedCountFold({names}, stream={self._stream!r})"
+        # The single-node repr is the one notebooks print: unchanged.
+        placed = "" if self.layout == SINGLE_NODE else f", layout={self.layout!r}"
+        return f"WindowedCountFold({names}, stream={self._stream!r}{placed})"
+
+    def with_layout(self, layout: StreamKeyLayout) -> WindowedCountFold:
+        """The same fold writing its keys in ``layout`` (e.g. ``ClusterLayout()``)."""
+        return WindowedCountFold(
+            self.aggregations, stream=self._stream, parse=self._parse, layout=layout
+        )
 
     @property
     def stream(self) -> str:
@@ -240,5 +257,20 @@ class WindowedCountFold:
         return self._parse(fields)
 
     def keys_and_args(self, event: Any) -> tuple[list[str], list[Any]]:
-        keys, args = windowed_keys_and_args(self.aggregations, event)
+        """Every aggregation in one call (what :meth:`parts` gives on one Redis;
+        on a cluster those keys span several slots: the processor uses
+        :meth:`parts`)."""
+        keys, args = windowed_keys_and_args(self.aggregations, event, self.layout)
         return keys, event_args(event) + args
+
+    def parts(self, event: Any) -> list[FoldPart]:
+        """The script calls that apply ``event``, as the layout groups the
+        aggregations: each its dedup marker, keys and arguments."""
+        parts: list[FoldPart] = []
+        for group in self.layout.apply_groups(self.aggregations):
+            first = group[0]
+            entity = entity_key([getattr(event, first.entity_field)])
+            marker = self.layout.dedup_key(self._stream, event.event_id, first, entity)
+            keys, args = windowed_keys_and_args(group, event, self.layout)
+            parts.append(FoldPart(marker, keys, event_args(event) + args))
+        return parts
