@@ -12,7 +12,11 @@ operator would:
    this process);
 2. joined with ``redis-cli --cluster create ... --cluster-replicas 1
    --cluster-yes``, which hands each master a third of the 16384 hash slots and
-   attaches one replica to each;
+   attaches one replica to each. Without ``redis-cli`` (a reader whose only
+   server is the embedded ``valkey-server`` of :mod:`mlsd_lib.redis_backend`),
+   the same steps are sent as commands, as ``redis-cli`` does them: ``CLUSTER
+   ADDSLOTSRANGE`` per master, ``CLUSTER SET-CONFIG-EPOCH``, ``CLUSTER MEET``,
+   then ``CLUSTER REPLICATE`` per replica;
 3. waited on until every node says ``cluster_state:ok`` and every replica's link
    to its master is up (before that, ``WAIT 1`` would time out).
 
@@ -51,11 +55,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from mlsd_lib.cluster_routing import NUM_SLOTS
 from mlsd_lib.config import load_settings
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.net import LOOPBACK, free_loopback_port, wait_until
 from mlsd_lib.processes import tail
-from mlsd_lib.redis_backend import PrivateRedisServer, RedisUnavailable
+from mlsd_lib.redis_backend import (
+    PrivateRedisServer,
+    RedisUnavailable,
+    embedded_server_binary,
+)
 
 #: The environment variable that names a cluster's seed node.
 CLUSTER_URL_VARIABLE = "REDIS_CLUSTER_URL"
@@ -108,8 +117,8 @@ class PrivateRedisCluster:
         replicas_per_master: int = 1,
         *,
         node_timeout_ms: int = 1_000,
-        binary: str = "redis-server",
-        cli: str = "redis-cli",
+        binary: str | None = None,
+        cli: str | None = "redis-cli",
         startup_timeout_s: float = 30.0,
     ):
         if masters < 3:
@@ -120,8 +129,11 @@ class PrivateRedisCluster:
         self.masters = masters
         self.replicas_per_master = replicas_per_master
         self.node_timeout_ms = node_timeout_ms
-        self.binary = binary
-        self.cli = cli
+        # ``redis-server`` on PATH, else the embedded ``valkey-server``.
+        self.binary = binary or _server_binary()
+        # ``redis-cli`` joins the nodes when it is installed; otherwise (or with
+        # ``cli=None``) the join is sent as commands (:meth:`_join_by_commands`).
+        self.cli = cli if cli is not None and shutil.which(cli) else None
         self.startup_timeout_s = startup_timeout_s
         self.servers: list[PrivateRedisServer] = []
 
@@ -178,6 +190,9 @@ class PrivateRedisCluster:
         raise ClusterStartFailed(f"a cluster node would not start: {last}")
 
     def _create(self) -> None:
+        if self.cli is None:
+            self._join_by_commands()
+            return
         addresses = [f"{LOOPBACK}:{port}" for port in self.ports]
         command = [
             self.cli, "--cluster", "create", *addresses,
@@ -191,6 +206,44 @@ class PrivateRedisCluster:
                 f"`{' '.join(command)}` failed ({done.returncode}):\n"
                 f"{tail(done.stdout + done.stderr)}"
             )
+
+    def _join_by_commands(self) -> None:
+        """What ``redis-cli --cluster create`` does, as commands: slots split
+        evenly over the masters, one config epoch each, every node met, then
+        each replica attached to master ``i % masters``."""
+        ports = self.ports
+        masters, replicas = ports[: self.masters], ports[self.masters :]
+        clients = {port: self._client(port) for port in ports}
+        try:
+            for number, (port, (first, last)) in enumerate(
+                zip(masters, _slot_ranges(self.masters), strict=True)
+            ):
+                clients[port].execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+                clients[port].execute_command("CLUSTER", "SET-CONFIG-EPOCH", number + 1)
+            for port in ports[1:]:
+                clients[ports[0]].execute_command("CLUSTER", "MEET", LOOPBACK, port)
+            everyone = len(ports)
+            if not wait_until(
+                lambda: all(self._knows_all(c, everyone) for c in clients.values()),
+                timeout_s=self.startup_timeout_s,
+                interval_s=0.05,
+            ):
+                raise ClusterStartFailed("the nodes did not all meet each other")
+            ids = {
+                port: _text(clients[port].execute_command("CLUSTER", "MYID"))
+                for port in masters
+            }
+            for number, port in enumerate(replicas):
+                master = masters[number % self.masters]
+                clients[port].execute_command("CLUSTER", "REPLICATE", ids[master])
+        finally:
+            for client in clients.values():
+                client.close()
+
+    @staticmethod
+    def _knows_all(client: redis.Redis, nodes: int) -> bool:
+        lines = _text(client.execute_command("CLUSTER", "NODES")).splitlines()
+        return len(lines) == nodes and not any("handshake" in n for n in lines)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Until every live node says ``cluster_state:ok``, every slot has a live
@@ -355,15 +408,40 @@ def _text(reply: object) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-def cluster_binaries_missing() -> str | None:
-    """Why no private cluster can start here, or None when it can."""
-    missing = [b for b in ("redis-server", "redis-cli") if shutil.which(b) is None]
-    if missing:
-        return (
-            f"{' and '.join(missing)} not on PATH (install redis-server, or name a "
-            f"running cluster with {CLUSTER_URL_VARIABLE})"
+def _slot_ranges(masters: int) -> list[tuple[int, int]]:
+    """The 16384 slots in ``masters`` contiguous ranges, split as ``redis-cli``
+    splits them (three masters: 0-5460, 5461-10922, 10923-16383)."""
+    per_master = NUM_SLOTS / masters
+    ranges, first = [], 0
+    for number in range(masters):
+        last = round(per_master * (number + 1) - 1)
+        last = NUM_SLOTS - 1 if number == masters - 1 else min(last, NUM_SLOTS - 1)
+        ranges.append((first, last))
+        first = last + 1
+    return ranges
+
+
+def _server_binary() -> str:
+    found = shutil.which("redis-server") or embedded_server_binary()[0]
+    if found is None:
+        raise ClusterStartFailed(
+            f"no cluster can start here: {cluster_binaries_missing()}."
         )
-    return None
+    return found
+
+
+def cluster_binaries_missing() -> str | None:
+    """Why no private cluster can start here, or None when it can: a server
+    (``redis-server`` or the embedded ``valkey-server``) is all it needs."""
+    if shutil.which("redis-server") is not None:
+        return None
+    embedded, why_not = embedded_server_binary()
+    if embedded is not None:
+        return None
+    return (
+        f"no redis-server on PATH and {why_not} (install redis-server, or name a "
+        f"running cluster with {CLUSTER_URL_VARIABLE})"
+    )
 
 
 def seeds_from_urls(urls: Sequence[str]) -> list[tuple[str, int]]:

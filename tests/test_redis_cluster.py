@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import redis
 
+from mlsd_lib.cluster_drill import replication_loss_drill
 from mlsd_lib.cluster_routing import (
     NUM_SLOTS,
     ClusterRouter,
@@ -25,6 +26,7 @@ from mlsd_lib.features.cluster_online import (
     shard_record_key,
 )
 from mlsd_lib.features.views import Feature, FeatureView
+from mlsd_lib.redis_backend import embedded_server_binary
 from mlsd_lib.redis_cluster import (
     CLUSTER_BUS_OFFSET,
     ClusterStartFailed,
@@ -159,3 +161,35 @@ def test_the_command_line_holds_a_cluster_until_stopped(tmp_path):
     assert holder.stdout.read().strip() == f"REDIS_CLUSTER_URL={url}"
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=ports[0], socket_connect_timeout=1).ping()
+
+
+@pytest.mark.cluster
+@pytest.mark.faults
+def test_without_redis_cli_the_embedded_server_forms_a_cluster_that_fails_over():
+    """A reader with no system package: the embedded ``valkey-server`` nodes,
+    joined by commands instead of ``redis-cli``, split the slots as redis-cli
+    does, replicate, fail over, and lose exactly what the replication-loss drill
+    says (plain writes after the cut; nothing ``WAIT`` confirmed)."""
+    binary, why_not = embedded_server_binary()
+    if binary is None:
+        pytest.skip(why_not)
+    with PrivateRedisCluster(binary=binary, cli=None) as cluster:
+        assert cluster.cli is None
+        router = ClusterRouter(seeds_from_urls(cluster.seed_urls()))
+        try:
+            starts = sorted(
+                (first, router.owner(first)[1])
+                for first in (0, 5_461, 10_923)  # redis-cli's split for three
+            )
+            assert len({port for _, port in starts}) == 3
+            assert all(router.owner(s - 1) != router.owner(s) for s in (5_461, 10_923))
+            assert all(len(cluster.replicas_of(p)) == 1 for p in cluster.master_ports())
+            info = router.client(router.masters()[0]).info("server")
+            assert "valkey_version" in info
+            outcome = replication_loss_drill(
+                cluster, router, plain_writes=20, wait_writes=3
+            )
+        finally:
+            router.close()
+    assert outcome["plain_lost"] == outcome["plain_acked"] == 20, outcome
+    assert outcome["before_lost"] == 0 and outcome["wait_acked"] == 0, outcome
