@@ -257,6 +257,9 @@ def test_the_processor_on_a_cluster_serves_what_one_node_serves(
 ) -> None:
     client, store = cluster
     publish(client, ADS_STREAM, EVENTS)
+    masters = [store.router.client(a) for a in store.router.masters()]
+    for master in masters:
+        master.config_resetstat()
     processor = StreamProcessor(
         client, ADS_STREAM, "g", "c", fold=CLUSTER_FOLD, block_ms=10
     )
@@ -264,6 +267,12 @@ def test_the_processor_on_a_cluster_serves_what_one_node_serves(
     counts = processor.counts
     assert (counts.applied, counts.retried, counts.dead_lettered) == (len(EVENTS), 0, 0)
     assert client.xpending(ADS_STREAM, "g")["pending"] == 0
+    # Each apply goes straight to its master: the client never asked a server
+    # for an EVALSHA's keys (COMMAND GETKEYS), only for a few stream reads'.
+    stats = [master.info("commandstats") for master in masters]
+    asked = sum(s.get("cmdstat_command|getkeys", {}).get("calls", 0) for s in stats)
+    evalshas = sum(s.get("cmdstat_evalsha", {}).get("calls", 0) for s in stats)
+    assert evalshas >= 2 * len(EVENTS) and asked < len(EVENTS) // 10, (asked, stats)
     assert_reads_equal(store, reference)
     assert_no_crossslot_and_tagged(store)
 

@@ -21,8 +21,8 @@ forget the marker, and the processor never needs to know what the fold writes.
 A fold whose apply must be split (on a Redis Cluster one script may only touch
 keys of one slot, see :mod:`~mlsd_lib.features.stream_layout`) also has
 ``parts(event)``: a :class:`FoldPart` per script call, each with its own
-marker. :func:`apply_calls` is how the processor gets an event's calls either
-way, so it never asks which kind of fold it runs.
+marker. :func:`parts_of` is how the processor gets an event's calls either way, so
+it never asks which kind of fold it runs.
 
 Rules a fold's Lua body follows, so that a failed apply writes nothing: do every
 read (and every type check) before the first write, because Redis does not roll
@@ -32,7 +32,7 @@ body (the marker would not be set).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from mlsd_lib.features.stream_keys import dedup_key
@@ -43,8 +43,10 @@ __all__ = [
     "PartitionedFold",
     "StreamFold",
     "apply_calls",
+    "calls_of",
     "dedup_script",
     "layout_of",
+    "parts_of",
 ]
 
 
@@ -112,16 +114,32 @@ def layout_of(fold: StreamFold) -> StreamKeyLayout:
     return fold.layout if isinstance(fold, PartitionedFold) else SINGLE_NODE
 
 
+def parts_of(fold: StreamFold) -> Callable[[Any], list[FoldPart]]:
+    """How ``fold`` splits an event's apply: its ``parts`` (a
+    :class:`PartitionedFold`), else one part, with the marker
+    ``fs:seen:<stream>:<event id>``. Resolve it once per processor: the protocol
+    check costs tens of microseconds, too much per event."""
+    if isinstance(fold, PartitionedFold):
+        return fold.parts
+
+    def one_part(event: Any) -> list[FoldPart]:
+        keys, args = fold.keys_and_args(event)
+        return [FoldPart(dedup_key(fold.stream, event.event_id), keys, args)]
+
+    return one_part
+
+
+def calls_of(
+    parts: list[FoldPart], retention_s: int
+) -> list[tuple[list[str], list[Any]]]:
+    """Script calls (keys, arguments) from parts: per call the dedup marker as
+    ``KEYS[1]`` and ``retention_s`` as ``ARGV[1]``, then the fold's own."""
+    return [([part.marker, *part.keys], [retention_s, *part.args]) for part in parts]
+
+
 def apply_calls(
     fold: StreamFold, event: Any, retention_s: int
 ) -> list[tuple[list[str], list[Any]]]:
-    """The script calls (keys, arguments) that apply ``event``: per call the
-    dedup marker as ``KEYS[1]`` and ``retention_s`` as ``ARGV[1]``, then the
-    fold's own. One call with the marker ``fs:seen:<stream>:<event id>`` unless
-    the fold splits its apply (:class:`PartitionedFold`)."""
-    if isinstance(fold, PartitionedFold):
-        parts = fold.parts(event)
-    else:
-        keys, args = fold.keys_and_args(event)
-        parts = [FoldPart(dedup_key(fold.stream, event.event_id), keys, args)]
-    return [([part.marker, *part.keys], [retention_s, *part.args]) for part in parts]
+    """The script calls that apply ``event`` (:func:`parts_of`, :func:`calls_of`):
+    one unless the fold splits its apply (:class:`PartitionedFold`)."""
+    return calls_of(parts_of(fold)(event), retention_s)
