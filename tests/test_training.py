@@ -138,7 +138,7 @@ def test_embedding_prior_shrinks_what_random_labels_would_memorize() -> None:
             embedding_l2=strength,
             progress=False,
         )
-        norms[strength] = float(model.weights.table.weight.norm())
+        norms[strength] = float(model.weights.table.weight.detach().norm())
         assert not model.weights.table._forward_hooks  # removed after training
     assert norms[100.0] < 0.3 * norms[0.0], norms
 

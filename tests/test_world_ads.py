@@ -18,7 +18,7 @@ from mlsd_lib.worlds.ads import (
     traffic_by_hour,
 )
 from mlsd_lib.worlds.ads_log import IMPRESSION_ID_STRIDE
-from mlsd_lib.worlds.ads_truth import AliasTable
+from mlsd_lib.worlds.ads_truth import AliasTable, AliasTableError, draw_entities
 
 SMALL = AdsWorldConfig(
     num_users=3_000, num_advertisers=40, num_campaigns=120, num_ads=400
@@ -237,3 +237,24 @@ def test_config_errors_teach() -> None:
         AdsWorldConfig(examination=(0.5, 0.9))
     with pytest.raises(ValueError, match="num_ads"):
         AdsWorldConfig(num_ads=10, num_campaigns=20, num_advertisers=5)
+
+
+@pytest.mark.parametrize(
+    "weights", [[], [0.0, 0.0], [1.0, -0.5], [1.0, float("nan")], [float("inf")]]
+)
+def test_weights_that_describe_no_distribution_are_refused(weights):
+    """Zero weights used to divide 0 by 0 and give NaN probabilities silently."""
+    with pytest.raises(AliasTableError, match="finite, >= 0 and not all zero"):
+        AliasTable.build(np.array(weights))
+
+
+def test_a_world_with_an_empty_category_builds_without_warnings():
+    """Few ads over many categories leave some category empty: it gets an empty
+    block, not a NaN table (the warning the test run used to print)."""
+    import warnings
+
+    config = AdsWorldConfig(num_users=50, num_advertisers=2, num_campaigns=2, num_ads=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        entities = draw_entities(config, np.random.default_rng(0))
+    assert np.isfinite(entities.within_category.keep).all()

@@ -373,8 +373,12 @@ def fit_epoch(
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        for optimizer in optimizers:
-            optimizer.step()
+        # Adagrad builds sparse tensors from the gradient's own indices, which
+        # are valid by construction: opt out of torch's invariant checks
+        # explicitly (left implicit, torch warns on every run).
+        with torch.sparse.check_sparse_tensor_invariants(enable=False):
+            for optimizer in optimizers:
+                optimizer.step()
         total += float(loss.detach()) * len(index)
     return total / len(order)
 

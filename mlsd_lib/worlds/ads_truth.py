@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.worlds.ads_config import AdsWorldConfig
 
 
@@ -102,6 +103,10 @@ class AdsTruth:
     examination: np.ndarray  # e[s]
 
 
+class AliasTableError(MlsdError, ValueError):
+    """Weights that describe no distribution (empty, negative, NaN, all zero)."""
+
+
 @dataclass(frozen=True)
 class AliasTable:
     """Walker's alias method: O(1) draws from a fixed discrete distribution.
@@ -116,9 +121,20 @@ class AliasTable:
 
     @classmethod
     def build(cls, weights: np.ndarray) -> AliasTable:
-        """The table for probabilities proportional to ``weights`` (Vose's build)."""
+        """The table for probabilities proportional to ``weights`` (Vose's build).
+
+        The weights must be finite, non-negative and not all zero: anything else
+        describes no distribution (zero weights summing to zero used to give NaN
+        probabilities silently).
+        """
         w = np.asarray(weights, dtype=np.float64)
         n = w.size
+        if n == 0 or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise AliasTableError(
+                "AliasTable.build needs weights that are finite, >= 0 and not all "
+                f"zero (got {n} weights summing to {w.sum() if n else 0.0}); an "
+                "empty group has no distribution to draw from: skip it."
+            )
         scaled = w * (n / w.sum())
         keep = np.ones(n)
         alias = np.arange(n)
@@ -190,6 +206,8 @@ def draw_entities(config: AdsWorldConfig, rng: np.random.Generator) -> AdsEntiti
     category_offset = np.concatenate([[0], np.cumsum(category_size)[:-1]])
     keep, alias = [], []
     for j in range(k):
+        if category_size[j] == 0:  # no ad in this category: an empty block
+            continue
         block = AliasTable.build(ad_popularity[ad_by_category[ad_category == j]])
         keep.append(block.keep)
         alias.append(block.alias + category_offset[j])
