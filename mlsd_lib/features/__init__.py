@@ -44,4 +44,6 @@ Introduced in ``notebooks/feature_store.ipynb`` and
 * :mod:`~mlsd_lib.features.event_log_files`: event logs as parquet by day and hour.
 * :mod:`~mlsd_lib.features.hash_collisions`: how many ids share a bucket when a field is
   hashed, measured and by formula.
+* :mod:`~mlsd_lib.features.stream_layout`: where the stream processor's keys live, on
+  one Redis or in a Redis Cluster's shards.
 """
