@@ -14,10 +14,11 @@ NOTEBOOKS := notebooks casestudies
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg \
                 --nbval-cell-timeout=300
 
-.PHONY: help install book test test-fast test-unit test-notebooks lint format lab bench clean
+.PHONY: help install book check-site test test-fast test-unit test-notebooks lint format lab bench clean
 
 help:
 	@echo "make book   build the site into _build/html (runs every notebook)"
+	@echo "make check-site  open every page of _build/html in headless chromium"
 	@echo "make test   unit tests + every notebook under pytest --nbval"
 	@echo "make test-fast  the fast tier of the unit tests (every change)"
 	@echo "make lint   ruff lint and format check"
@@ -38,6 +39,11 @@ install: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -n -W --keep-going
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+# Every page of the built site in headless Chromium (Debian's chromium): error
+# outputs, links and images that point nowhere, figures, console errors.
+check-site: $(STAMP)
+	$(BIN)/python .ci/check_site.py _build/html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_NBVAL) tests $(NOTEBOOKS)
