@@ -1,9 +1,10 @@
 """Each inline ``<script>`` of a page once, as its extension meant.
 
-Sphinx 7.4 registers a body-only script (``app.add_js_file(None, body=...)``)
-that an extension adds after the HTML builder started twice: once in the
-builder's list as ``None`` and again from the registry as ``""``, which its
-duplicate check sees as different files. sphinx-thebe adds
+Sphinx 7.4 lists twice a body-only script (``app.add_js_file(None, body=...)``)
+that an extension adds after the HTML builder started: ``app.add_js_file`` puts
+it in the builder's list with ``None`` as its file, and the builder's
+``prepare_writing`` adds the registry's copy again with ``""``, which its
+duplicate check takes for a different file. sphinx-thebe adds
 ``const THEBE_JS_URL = ...`` that way, so every page of the book declared it
 twice and threw ``SyntaxError: Identifier 'THEBE_JS_URL' has already been
 declared`` in the reader's console (found by ``.ci/check_site.py``). Here each
