@@ -14,6 +14,11 @@ Variables
     ``redis://127.0.0.1:7000``); a variable of its own because a cluster takes a
     different client and no database number. When unset, tests and benchmarks
     start a private loopback cluster (:mod:`mlsd_lib.redis_cluster`).
+``DASK_SCHEDULER_ADDRESS``
+    A Dask scheduler for the batch jobs (``tcp://host:8786``); the name is
+    Dask's own (``Client()`` reads it too), so one variable points both at the
+    cluster. When unset, :func:`mlsd_lib.batch.dask_cluster.dask_client` starts a
+    private ``LocalCluster`` on loopback.
 ``TRITON_URL``
     Use an already running Triton (``http://host:8000`` or ``grpc://host:8001``)
     instead of starting one from nvidia-pytriton.
@@ -53,6 +58,7 @@ class Settings:
     seed: int
     data_dir: Path
     redis_cluster_url: str | None = None
+    dask_scheduler_address: str | None = None
 
 
 def _parse_flag(name: str, raw: str) -> bool:
@@ -103,5 +109,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(env.get("MLSD_DATA_DIR", "data")).expanduser(),
         redis_cluster_url=_parse_url(
             "REDIS_CLUSTER_URL", env.get("REDIS_CLUSTER_URL"), ("redis",)
+        ),
+        dask_scheduler_address=_parse_url(
+            "DASK_SCHEDULER_ADDRESS",
+            env.get("DASK_SCHEDULER_ADDRESS"),
+            ("tcp", "tls"),
         ),
     )
