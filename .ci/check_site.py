@@ -97,7 +97,7 @@ COLLECT_JS = r"""
     const match = /url\s*=\s*['"]?([^'"]+)/i.exec(el.getAttribute("content") || "");
     if (match) {
       const url = new URL(match[1], location.href).href;
-      refs.push({tag: "meta", raw: match[1], url});
+      refs.push({tag: "redirect", raw: match[1], url});
     }
   });
   const images = Array.from(document.images).map(img => ({
@@ -141,6 +141,7 @@ class PageReport:
     console_errors: int = 0
     external: int = 0
     reasons: list[str] = field(default_factory=list)
+    note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -153,6 +154,8 @@ class PageReport:
             f"console {self.console_errors}  external {self.external}"
         )
         text = f"{status} {self.path}  {counts}"
+        if self.note:
+            text += f"  ({self.note})"
         if self.reasons:
             shown = self.reasons[:MAX_REASONS]
             more = len(self.reasons) - len(shown)
@@ -545,10 +548,17 @@ def _judge(
     """Fill ``report`` from what the page's DOM showed."""
     page_ids = set(shown["ids"])
     landed = _local_path(shown["href"])
-    if landed != page:  # a redirect (the site's index.html) must land in the site
+    if landed != page:
+        # A redirect (the site's index.html): it must land on a page of the site,
+        # which is checked in its own right; what the DOM shows is that page's,
+        # read at a moment that depends on timing, so it is not counted here.
         why = check_reference(shown["href"], shown["href"], page, root, set(), {})
         if landed is None or why:
             report.reasons.append(f"redirected to {shown['href'][:80]}")
+        else:
+            report.links = 1
+            report.note = f"redirects to {landed.relative_to(root).as_posix()}"
+        return
     broken: list[str] = []
     for ref in shown["refs"]:
         if _local_path(ref["url"]) is None:

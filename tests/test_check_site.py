@@ -32,7 +32,13 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9"
     "awAAAABJRU5ErkJggg=="
 )
-GOOD = {"good.html", "external.html", "notebook_ok.html", "sub/index.html"}
+GOOD = {
+    "good.html",
+    "external.html",
+    "notebook_ok.html",
+    "sub/index.html",
+    "redirect.html",
+}
 BAD = {
     "broken_link.html": "nowhere.html not found",
     "broken_anchor.html": "no #no-such-id in good.html",
@@ -43,6 +49,7 @@ BAD = {
     "console_error.html": "console.error: boom",
     "uncaught.html": "uncaught Error: thrown on load",
     "notebook_missing_figure.html": "figures 1 shown of 2 in the notebook",
+    "redirect_nowhere.html": "redirect",
 }
 
 
@@ -101,6 +108,7 @@ def build_site(root: Path) -> Path:
     (root / "_sources").mkdir()
     (root / "sub").mkdir()
     img = '<img src="_images/dot.png" alt="dot">'
+    to_good = 'content="0; url=good.html"'
     pages = {
         "good.html": _page(
             f'<h1 id="top">Good</h1>{img}<a href="#top">top</a>'
@@ -134,10 +142,21 @@ def build_site(root: Path) -> Path:
         "console_error.html": _page("<script>console.error('boom')</script>"),
         "uncaught.html": _page("<script>throw new Error('thrown on load')</script>"),
         "notebook_missing_figure.html": _page(_output(img)),
+        # as the site's index.html sends the reader to the first chapter
+        "redirect.html": _page("", head=f'<meta http-equiv="refresh" {to_good}>'),
+        "redirect_nowhere.html": _page(
+            "", head='<meta http-equiv="refresh" content="0; url=missing.html">'
+        ),
     }
     for name, html in pages.items():
         (root / name).write_text(html)
     (root / "_sources" / "notebook_ok.ipynb").write_text(_notebook(2))
+    error = {"output_type": "error", "ename": "ValueError", "evalue": "bad"}
+    error["traceback"] = ["Traceback (most recent call last):", "ValueError: bad"]
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [error], "source": ""}
+    (root / "_sources" / "traceback.ipynb").write_text(
+        json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4})
+    )
     (root / "_sources" / "notebook_missing_figure.ipynb").write_text(_notebook(2))
     return root
 
@@ -217,6 +236,9 @@ def test_line_counts_images_links_and_external_requests(checked: tuple) -> None:
     # blocked, counted, and not an error
     assert "console 0  external 2" in lines["external.html"]
     assert "console 1" in lines["uncaught.html"]
+    assert "links 1  console 0" in lines["redirect.html"]
+    # the source notebook's error output, named as ename: evalue
+    assert "error output in cell 1: ValueError: bad" in lines["traceback.html"]
     assert "_static/fragment.html" not in result.stdout
     summary = result.stdout.strip().splitlines()[-1]
     assert summary.startswith(f"check-site: {len(GOOD) + len(BAD)} pages, ")
