@@ -519,23 +519,58 @@ def check_page(
         if not devtools.wait_for("Page.loadEventFired", session, deadline):
             report.reasons.append(f"did not finish loading in {page_timeout_s:.0f} s")
             return report
-        shown = devtools.call(
-            "Runtime.evaluate",
-            {"expression": COLLECT_JS, "returnByValue": True},
-            session=session,
-            timeout_s=max(1.0, deadline - time.monotonic()),
-        )
+        shown = _read_page(devtools, session, deadline)
+        if shown is None:
+            report.reasons.append(f"did not settle on a page in {page_timeout_s:.0f} s")
+            return report
         devtools.pump(settle_s)
-        _judge(report, shown["result"]["value"], page, root, id_cache)
+        _judge(report, shown, page, root, id_cache)
         errors, failed, report.external = console_problems(devtools.events, session)
         report.console_errors = len(errors)
         report.reasons += errors + [f"request failed: {text}" for text in failed]
     except TimeoutError as error:
         report.reasons.append(f"browser did not answer: {error}")
+    except RuntimeError as error:
+        report.reasons.append(f"browser refused: {error}")
     finally:
         with contextlib.suppress(TimeoutError, RuntimeError):
             devtools.call("Target.closeTarget", {"targetId": target})
     return report
+
+
+def _read_page(
+    devtools: DevTools, session: str, deadline: float
+) -> dict[str, Any] | None:
+    """What the loaded page shows (COLLECT_JS). A page that redirects (the
+    site's index.html) may navigate while it is read: then read the page it
+    lands on, once it has loaded. None if that does not happen in time."""
+    for attempt in range(2):
+        try:
+            reply = devtools.call(
+                "Runtime.evaluate",
+                {"expression": COLLECT_JS, "returnByValue": True},
+                session=session,
+                timeout_s=max(1.0, deadline - time.monotonic()),
+            )
+        except RuntimeError as error:
+            if attempt or "navigated" not in str(error):
+                raise
+            devtools.events = [
+                event
+                for event in devtools.events
+                if not (
+                    event["method"] == "Page.loadEventFired"
+                    and event.get("sessionId") == session
+                )
+            ]
+            if not devtools.wait_for("Page.loadEventFired", session, deadline):
+                return None
+            continue
+        if "exceptionDetails" in reply:
+            text = reply["exceptionDetails"].get("text", "exception")
+            raise RuntimeError(f"reading the page failed: {text}")
+        return reply["result"]["value"]
+    return None
 
 
 def _judge(

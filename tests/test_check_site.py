@@ -287,7 +287,7 @@ def test_cannot_run_without_a_site(tmp_path: Path) -> None:
     assert "is not a directory: run make book" in result.stderr
 
 
-def test_image_outputs_counted_as_myst_nb_shows_them(tmp_path: Path) -> None:
+def _script_module():
     spec = importlib.util.spec_from_file_location("check_site", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules["check_site"] = module  # its dataclasses look their module up
@@ -295,6 +295,36 @@ def test_image_outputs_counted_as_myst_nb_shows_them(tmp_path: Path) -> None:
         spec.loader.exec_module(module)
     finally:
         del sys.modules["check_site"]
+    return module
+
+
+def test_a_page_that_navigates_while_read_is_read_where_it_lands() -> None:
+    class Navigating:
+        """Chromium's answers when the page redirects during Runtime.evaluate."""
+
+        def __init__(self) -> None:
+            self.events = [{"method": "Page.loadEventFired", "sessionId": "s"}]
+            self.calls = 0
+
+        def call(self, method: str, params: dict, session: str, timeout_s: float):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError(f"{method}: Inspected target navigated or closed")
+            return {"result": {"value": {"href": "file:///landed.html"}}}
+
+        def wait_for(self, method: str, session: str, deadline: float) -> bool:
+            # the first page's load event was dropped: this waits for the next
+            assert self.events == []
+            return True
+
+    devtools = Navigating()
+    shown = _script_module()._read_page(devtools, "s", deadline=1e12)
+    assert shown == {"href": "file:///landed.html"}
+    assert devtools.calls == 2
+
+
+def test_image_outputs_counted_as_myst_nb_shows_them(tmp_path: Path) -> None:
+    module = _script_module()
     notebook = tmp_path / "n.ipynb"
     notebook.write_text(_notebook(3))
     assert module.notebook_outputs(notebook) == (3, [])
