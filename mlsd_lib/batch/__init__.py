@@ -15,7 +15,8 @@ cluster spreads over worker processes, and equal to it (tests compare them):
 * :mod:`~mlsd_lib.batch.catalogue_embedding`: a catalogue embedded by the
   exported model, loaded once per worker.
 * :mod:`~mlsd_lib.batch.batch_measure`: pandas against Dask with 1 and 2
-  workers, rows per second, peak memory per worker, and the crossover size.
+  workers, rows per second, peak memory per worker, and the crossover size;
+  the memory sampled on the workers by :mod:`~mlsd_lib.batch.worker_memory`.
 
 Nothing is imported here, so a worker that runs a join never imports torch.
 """

@@ -21,15 +21,16 @@ The single-process path (``engine="pandas"``) runs the same function in this
 process, the embedding with one torch thread (one worker's share). Each
 cluster is started once per worker count and warmed up on the smallest size
 first (the first task on a fresh worker imports pandas or torch: a one-off,
-reported apart as ``startup_s``). Peak memory per worker is each worker
-process's peak resident set so far (``ru_maxrss``), read after every job: the
-number to hold against a memory limit (Binder gives 2 GB in all).
+reported apart as ``startup_s``); the single-process path is warmed up the
+same way. Peak memory per worker is the largest resident set any worker
+process reached during the job, sampled on the workers
+(:mod:`~mlsd_lib.batch.worker_memory`): the number to hold against a memory
+limit (Binder gives 2 GB in all).
 """
 
 from __future__ import annotations
 
-import resource
-import sys
+import gc
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +45,11 @@ from mlsd_lib.batch.catalogue_embedding import embed_catalogue
 from mlsd_lib.batch.dask_cluster import dask_client
 from mlsd_lib.batch.partitioned_join import BatchJobError, point_in_time_join_by_entity
 from mlsd_lib.batch.partitioned_windows import windowed_counts_by_entity
+from mlsd_lib.batch.worker_memory import (
+    start_sampling,
+    stop_sampling,
+    take_peak_mb,
+)
 from mlsd_lib.datasets.image_sets import ImageSet
 from mlsd_lib.features.event_stream import events_frame, synthetic_events
 from mlsd_lib.features.examples import SINGLE_ENTITY_REFS, make_ads_example
@@ -63,7 +69,6 @@ __all__ = [
     "crossover_rows",
     "dask_overhead_s",
     "measure_batch_jobs",
-    "worker_peak_rss_mb",
 ]
 
 JOBS = ("point_in_time_join", "windowed_counts", "catalogue_embedding")
@@ -121,7 +126,7 @@ def _embedding_job(rows: int, seed: int, workdir: Path) -> BatchJob:
     path = workdir / "pixel_embedder.pt"
     if not path.is_file():
         export_pixel_embedder(ImageEmbedder(seed=seed), images.subset(ids[:8]), path)
-    module = load_torchscript(path)
+    module = _loaded(path)
 
     def single() -> np.ndarray:
         with torch_threads(1):
@@ -133,6 +138,16 @@ def _embedding_job(rows: int, seed: int, workdir: Path) -> BatchJob:
         single,
         lambda client: embed_catalogue(client, path, images),
     )
+
+
+_MODULES: dict[Path, object] = {}
+
+
+def _loaded(path: Path) -> object:
+    """The exported embedder, loaded once in this process (as a worker does)."""
+    if path not in _MODULES:
+        _MODULES[path] = load_torchscript(path)
+    return _MODULES[path]
 
 
 def build_job(job: str, rows: int, *, seed: int, workdir: str | Path) -> BatchJob:
@@ -149,19 +164,21 @@ def build_job(job: str, rows: int, *, seed: int, workdir: str | Path) -> BatchJo
     return _embedding_job(rows, seed, Path(workdir))
 
 
-def worker_peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB (run on the workers)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
 def _seconds(run: Callable[[], object], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
+        gc.collect()  # no collection of earlier garbage inside the clock
         start = time.perf_counter()
         run()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _smallest(jobs: Sequence[BatchJob]) -> list[BatchJob]:
+    first: dict[str, BatchJob] = {}
+    for job in sorted(jobs, key=lambda j: j.rows):
+        first.setdefault(job.job, job)
+    return list(first.values())
 
 
 @dataclass(frozen=True)
@@ -181,7 +198,7 @@ def measure_batch_jobs(
     workers: Sequence[int] = (1, 2),
     repeats: int = 1,
     seed: int = 0,
-    memory_limit: str = "768MiB",
+    memory_limit: str = "1GiB",
     progress: bool = True,
 ) -> BatchMeasurement:
     """Time every job in ``sizes`` (job name to row counts) on pandas and on Dask
@@ -205,6 +222,8 @@ def measure_batch_jobs(
         ]
         steps = len(jobs) * (1 + len(workers))
         bar = tqdm(total=steps, desc="batch jobs", disable=not progress)
+        for job in _smallest(jobs):  # as the workers are warmed up, below
+            job.run_single()
         for job in jobs:
             seconds = _seconds(job.run_single, repeats)
             records.append((job.job, "pandas", 1, job.rows, seconds, np.nan))
@@ -213,17 +232,17 @@ def measure_batch_jobs(
         for count in workers:
             start = time.perf_counter()
             with dask_client(count, memory_limit=memory_limit) as client:
-                smallest = {}
-                for job in jobs:
-                    smallest.setdefault(job.job, job)
-                for job in smallest.values():
+                client.run(start_sampling)
+                for job in _smallest(jobs):
                     job.run_dask(client)
                 startup[count] = time.perf_counter() - start
                 for job in jobs:
+                    client.run(take_peak_mb)
                     seconds = _seconds(lambda j=job: j.run_dask(client), repeats)
-                    peak = max(client.run(worker_peak_rss_mb).values())
+                    peak = max(client.run(take_peak_mb).values())
                     records.append((job.job, "dask", count, job.rows, seconds, peak))
                     bar.update()
+                client.run(stop_sampling)
         bar.close()
     timings = pd.DataFrame(
         records,

@@ -8,14 +8,20 @@ same code on a laptop and on a real cluster:
   ``workers`` worker *processes* on loopback, each with ``threads_per_worker``
   threads and a ``memory_limit``. Processes, not threads, because the jobs are
   pandas and Python loops that hold the GIL (two threads would take turns on
-  one core). The dashboard is off (a notebook on Binder cannot reach it, and
-  it would take a port), and the cluster's INFO logs are silenced: the book
-  build fails on anything printed to stderr, and a normal start and stop
-  print nothing, while a worker near its memory limit still warns. The
-  default limit, 768 MiB a worker, is set from measurement: a worker that
-  has imported torch and embedded a catalogue peaks near 480 MiB (one that
-  only ran pandas joins, near 150 MiB); at 600 MiB Dask's pause threshold
-  (80 % of the limit) stopped such a worker and the job waited forever.
+  one core). The dashboard is off (a notebook on Binder cannot reach it) and
+  the scheduler's HTTP endpoint binds a free loopback port (Dask's default,
+  8787, would collide with a second cluster and warn). The cluster's logs are
+  silenced below ERROR: the book build fails on anything printed to stderr,
+  and Dask warns there about things a notebook cannot act on (a worker slow
+  to exit on a busy machine is killed after 4 s, with a warning). Spilling to
+  disk is off (:data:`NO_SPILLING`). The default limit, 1 GiB a worker, is set
+  from measurement (``benchmarks/dask_batch.py``): a worker that has imported
+  torch sits near 490 MiB and peaks near 630 MiB while embedding 64 x 64
+  images in batches of 256 (one that only ran pandas jobs, near 150 MiB); at
+  768 MiB Dask's pause threshold (80 % of the limit) paused such workers and
+  a job took four times as long, and a paused worker says so only in a
+  warning this silences. The limit is a ceiling, not a reservation: two
+  pandas workers on Binder's 2 GB use about 300 MiB.
 * ``DASK_SCHEDULER_ADDRESS=tcp://host:8786``: a client to that scheduler (the
   name is Dask's own configuration variable, so ``Client()`` would read it
   too). ``workers`` and the limits then belong to whoever started the
@@ -34,6 +40,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 
+import dask
 from distributed import Client, LocalCluster
 
 from mlsd_lib.config import load_settings
@@ -43,6 +50,14 @@ __all__ = ["DaskClusterError", "dask_client", "worker_count"]
 
 #: The variable (read by :func:`mlsd_lib.config.load_settings`) naming a scheduler.
 SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+#: Worker memory settings of the private cluster: no spilling to disk (a
+#: partition is small and needed whole; spilling would only hide a job sized
+#: wrong, and warn on stderr about the imported libraries it cannot spill),
+#: while pausing at 80 % and restarting at 95 % of the limit stay on.
+NO_SPILLING = {
+    "distributed.worker.memory.target": False,
+    "distributed.worker.memory.spill": False,
+}
 
 
 class DaskClusterError(MlsdError, ConnectionError):
@@ -66,7 +81,7 @@ def dask_client(
     workers: int = 2,
     *,
     threads_per_worker: int = 1,
-    memory_limit: str = "768MiB",
+    memory_limit: str = "1GiB",
     connect_timeout_s: float = 5.0,
     environ: Mapping[str, str] | None = None,
 ) -> Iterator[Client]:
@@ -81,6 +96,7 @@ def dask_client(
     address = load_settings(environ).dask_scheduler_address
     with ExitStack() as stack:
         if address is None:
+            stack.enter_context(dask.config.set(NO_SPILLING))
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=workers,
@@ -89,8 +105,11 @@ def dask_client(
                     memory_limit=memory_limit,
                     host="127.0.0.1",
                     dashboard_address=None,
-                    scheduler_kwargs={"dashboard": False},
-                    silence_logs=logging.WARNING,
+                    scheduler_kwargs={
+                        "dashboard": False,
+                        "dashboard_address": "127.0.0.1:0",
+                    },
+                    silence_logs=logging.ERROR,
                 )
             )
             client = stack.enter_context(Client(cluster, set_as_default=False))
