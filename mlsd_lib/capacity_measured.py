@@ -156,10 +156,10 @@ def rate_within_budget(
     concurrency adds queueing, not throughput, so the best level is usually
     the knee of the latency-throughput curve.
     """
-    if not results:
-        raise CapacityInputError("results is empty: run at least one load level.")
     if not p99_budget_ms > 0:
         raise CapacityInputError(f"p99_budget_ms must be > 0, got {p99_budget_ms}.")
+    if not results:
+        raise CapacityInputError("results is empty: run at least one load level.")
     within = [
         r
         for r in results

@@ -122,6 +122,11 @@ def batch_score_users(
     user, at the user's ``device`` and ``hour``, with the store as of ``as_of``."""
     users = np.asarray(users, dtype=np.int64)
     device = np.asarray(device)
+    if users.size == 0:
+        raise BatchScoreInputError(
+            "users must hold at least one user id (got none): pass the ids the "
+            "nightly job scores."
+        )
     if device.shape != users.shape:
         raise BatchScoreInputError(
             f"device needs one value per user ({users.size}), got shape "

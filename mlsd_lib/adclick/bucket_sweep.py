@@ -29,6 +29,7 @@ from mlsd_lib.features.hash_collisions import (
     hashed_table_bytes,
 )
 from mlsd_lib.progress import tqdm
+from mlsd_lib.validation import require_int
 from mlsd_lib.worlds.ads import (
     CTR_CATEGORICAL,
     HASHED_FIELDS,
@@ -70,12 +71,19 @@ def rehash_ids(data: CTRData, log: ImpressionLog, num_buckets: int) -> CTRData:
     )
 
 
+def _check_sizes(bucket_sizes: Sequence[int]) -> None:
+    """Every size a whole number of buckets >= 1, before any work."""
+    for size in bucket_sizes:
+        require_int("num_buckets", size, at_least=1, error=BucketSweepError)
+
+
 def collision_table(
     log: ImpressionLog,
     bucket_sizes: Sequence[int],
     fields: Sequence[str] = HASHED_FIELDS,
 ) -> pd.DataFrame:
     """One row per (field, buckets): measured and expected collision shares."""
+    _check_sizes(bucket_sizes)
     rows = []
     for field in fields:
         distinct, counts = np.unique(getattr(log, field), return_counts=True)
@@ -128,6 +136,7 @@ def sweep_buckets(
     validation-day shift (as :mod:`~mlsd_lib.adclick.model_report` scores),
     the world's Bayes NE on the same rows, and the training seconds.
     """
+    _check_sizes(bucket_sizes)
     if len(bucket_sizes) == 0:
         raise BucketSweepError("bucket_sizes is empty; pass sizes such as 2**8..2**17.")
     rows = {}

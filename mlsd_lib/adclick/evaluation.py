@@ -33,6 +33,7 @@ from mlsd_lib.evaluation import (
     normalized_entropy,
     roc_auc,
 )
+from mlsd_lib.validation import require_int, require_number
 
 SECONDS_PER_DAY = 86_400.0
 #: One cheap pass per retraining: a daily job has a daily time budget.
@@ -137,8 +138,7 @@ def distort(
     temperature above 1 squeezes them towards 0.5 (overconfident at the low
     end for CTRs), below 1 spreads them; ``shift`` moves the level.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    require_number("temperature", temperature, above=0)
     return sigmoid(logit(p) / temperature + shift)
 
 
@@ -179,6 +179,8 @@ def freshness_study(
     Returns one row per (day, schedule): the retraining day, the model's age
     in days, NE, the Bayes NE and their gap.
     """
+    # A model trains on [t - window_days, t - 1) and validates on t - 1.
+    require_int("window_days", window_days, at_least=2)
     day = day_index(data)
     first = int(eval_days[0])
     if first - window_days < int(day.min()):

@@ -30,6 +30,7 @@ import torch
 
 from mlsd_lib.adclick.features import SERVING_STORE_REFS, feature_registry
 from mlsd_lib.adclick.serving import SERVING_INPUTS
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.evaluation.ab_test import (
     ABTestResult,
     ratio_metric_test,
@@ -39,10 +40,15 @@ from mlsd_lib.features.offline import point_in_time_join
 from mlsd_lib.features.views import TIMESTAMP_COLUMN, FeatureRef
 from mlsd_lib.serving.gateway.routing import user_bucket
 from mlsd_lib.serving.loadgen import check_loopback
+from mlsd_lib.validation import require_int, require_seed
 from mlsd_lib.worlds.ads import DEVICES, AdsWorld
 
 #: ``rank(users [n], hours [n], devices [n], candidates [n, k]) -> scores [n, k]``.
 Ranker = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+class ExperimentError(MlsdError, ValueError):
+    """An A/B experiment's inputs do not fit: the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ def _distinct_rows(
 ) -> np.ndarray:
     """``n`` rows of ``k`` distinct ads, uniformly at random (resample repeats)."""
     if k > num_ads:
-        raise ValueError(f"cannot pick {k} distinct ads out of {num_ads}.")
+        raise ExperimentError(f"cannot pick {k} distinct ads out of {num_ads}.")
     rows = rng.integers(0, num_ads, (n, k))
     while True:
         ordered = np.sort(rows, axis=1)
@@ -83,6 +89,11 @@ def sample_requests(
 ) -> Requests:
     """``n`` requests on ``day``: users, hours and devices as the world's traffic
     draws them, each with ``num_candidates`` distinct candidate ads."""
+    n = require_int("n", n, at_least=1)
+    num_ads = world.config.num_ads
+    require_int("num_candidates", num_candidates, at_least=1, at_most=num_ads)
+    require_int("day", day, at_least=0)
+    require_seed("seed", seed)
     log = world.simulate(days=1, impressions_per_day=n, start_day=day, seed=seed + 1)
     rng = np.random.default_rng(seed)
     return Requests(
@@ -163,8 +174,9 @@ def run_experiment(
     :meth:`~mlsd_lib.worlds.ads.AdsWorld.click_probability` at the slot each ad
     was shown in.
     """
+    require_int("slots", slots, at_least=1)
     if len(rankers) != 2:
-        raise ValueError(f"an A/B test has two arms; got {list(rankers)}.")
+        raise ExperimentError(f"an A/B test has two arms; got {list(rankers)}.")
     (control, rank_control), (treatment, rank_treatment) = rankers.items()
     rng = np.random.default_rng(seed)
     parts = []
@@ -183,7 +195,7 @@ def run_experiment(
         candidates = requests.candidates[rows]
         scores = np.asarray(rank(users, hours, devices, candidates), dtype=np.float64)
         if scores.shape != candidates.shape:
-            raise ValueError(
+            raise ExperimentError(
                 f"ranker {arm!r} returned scores of shape {scores.shape} for "
                 f"candidates of shape {candidates.shape}."
             )

@@ -27,6 +27,7 @@ from mlsd_lib.adclick.recipes import (
 from mlsd_lib.datasets.ctr import CTRData
 from mlsd_lib.evaluation import calibration_ratio, normalized_entropy, roc_auc
 from mlsd_lib.models.training import TrainingResult
+from mlsd_lib.validation import require_int
 
 BAYES = "Bayes (true p)"
 
@@ -156,6 +157,8 @@ def scoring_seconds(
     model: FittedModel, data: CTRData, *, candidates: int = 100, repeats: int = 20
 ) -> float:
     """Median seconds to score ``candidates`` rows of ``data`` in process."""
+    require_int("candidates", candidates, at_least=1)
+    require_int("repeats", repeats, at_least=1)
     batch = data.subset(np.arange(min(candidates, len(data))))
     model.predict(batch)  # warm up
     times = []

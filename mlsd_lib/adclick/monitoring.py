@@ -42,6 +42,12 @@ from mlsd_lib.datasets.ctr import CTRData
 from mlsd_lib.evaluation.calibration import calibration_ratio
 from mlsd_lib.models import predict_proba, train
 from mlsd_lib.monitoring import PSI_ALERT, DriftReport, RetrainingTrigger
+from mlsd_lib.validation import (
+    ParameterError,
+    require_int,
+    require_number,
+    require_seed,
+)
 from mlsd_lib.worlds.ads import (
     SECONDS_PER_DAY,
     AdsWorld,
@@ -80,11 +86,13 @@ def seasonal_surge(
     ``ctr_factor`` (capped at 0.95) and its clicks and click delays are drawn
     again (a concept shift). Rows stay in time order; other days are untouched.
     """
-    if traffic_factor <= 0 or ctr_factor <= 0:
-        raise ValueError(
-            f"traffic_factor and ctr_factor must be > 0, got {traffic_factor} "
-            f"and {ctr_factor}."
-        )
+    require_int(
+        "category", category, at_least=0, at_most=world.config.num_categories - 1
+    )
+    require_int("from_day", from_day, at_least=0)
+    require_number("traffic_factor", traffic_factor, above=0)
+    require_number("ctr_factor", ctr_factor, above=0)
+    require_seed("seed", seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E45, category]))
     keep = [np.flatnonzero(log.day < from_day)]
     for day in np.unique(log.day[log.day >= from_day]):
@@ -139,6 +147,7 @@ class Traffic:
 
     def with_broken_feature(self, day: int, name: str, value: int) -> Traffic:
         """A copy where every row of ``day`` has ``value`` in column ``name``."""
+        require_int("day", day, at_least=0)
         categorical = self.data.categorical.copy()
         j = list(self.data.categorical_names).index(name)
         categorical[self.day == day, j] = value
@@ -230,14 +239,14 @@ def simulate_days(
     days) and serves from ``t + 1``.
     An input feature with PSI above ``page_psi`` pages instead of retraining.
     """
+    # The first model trains on days before first_day, the last of them validates.
+    first_day = require_int("first_day", first_day, at_least=2)
+    last_day = require_int("last_day", last_day, at_least=first_day)
+    require_int("train_days", train_days, at_least=2)
     if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; known: {list(POLICIES)}.")
+        raise ParameterError(f"unknown policy {policy!r}; known: {list(POLICIES)}.")
     if policy == "trigger" and trigger is None:
-        raise ValueError("policy 'trigger' needs a RetrainingTrigger.")
-    if first_day < 2 or last_day < first_day:
-        raise ValueError(
-            f"need 2 <= first_day <= last_day, got {first_day} and {last_day}."
-        )
+        raise ParameterError("policy 'trigger' needs a RetrainingTrigger.")
     paged: set[int] = set()
     training_rows = 0
 

@@ -42,6 +42,7 @@ from mlsd_lib.models import (
     predict_proba,
     train,
 )
+from mlsd_lib.validation import require_int
 
 MODEL_NAMES = ("lr", "gbdt_lr", "deepfm", "dcn_v2")
 CROSSING_MODELS = ("deepfm", "dcn_v2")
@@ -72,6 +73,10 @@ class Budget:
     num_trees: int = 40
     gbdt_lr_epochs: int = 3
     patience: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "num_trees", "gbdt_lr_epochs", "patience"):
+            require_int(name, getattr(self, name), at_least=1)
 
 
 @dataclass

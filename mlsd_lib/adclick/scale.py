@@ -17,8 +17,13 @@ import numpy as np
 import pandas as pd
 
 from mlsd_lib.capacity import Requirements
+from mlsd_lib.errors import MlsdError
 from mlsd_lib.worlds.ads import AdsWorld, ImpressionLog
 from mlsd_lib.worlds.ads_log import IMPRESSION_ID_STRIDE
+
+
+class ScaleInputError(MlsdError, ValueError):
+    """A sizing input is out of range (a negative load, a prior strength < 0)."""
 
 
 def production_requirements(**overrides: float) -> Requirements:
@@ -62,12 +67,12 @@ def replicas_needed(
     which grows sharply as utilization nears 1.
     """
     if load_per_s < 0 or capacity_per_replica_s <= 0:
-        raise ValueError(
+        raise ScaleInputError(
             f"load must be >= 0 and capacity > 0, got {load_per_s} and "
             f"{capacity_per_replica_s}."
         )
     if not 0.0 < target_utilization <= 1.0:
-        raise ValueError(
+        raise ScaleInputError(
             f"target_utilization must be in (0, 1], got {target_utilization}."
         )
     return max(1, math.ceil(load_per_s / (capacity_per_replica_s * target_utilization)))
@@ -78,7 +83,7 @@ def share_arrived_after(delays_s: np.ndarray, seconds: float) -> float:
     d = np.asarray(delays_s, dtype=np.float64)
     d = d[~np.isnan(d)]
     if d.size == 0:
-        raise ValueError("no click delays: the log has no clicks.")
+        raise ScaleInputError("no click delays: the log has no clicks.")
     return float(np.mean(d > seconds))
 
 
@@ -166,7 +171,7 @@ def shrunk_ctr(
     impressions it is the prior; with many it is the raw CTR.
     """
     if prior_strength < 0:
-        raise ValueError(f"prior_strength must be >= 0, got {prior_strength}.")
+        raise ScaleInputError(f"prior_strength must be >= 0, got {prior_strength}.")
     c = np.asarray(clicks, dtype=np.float64)
     n = np.asarray(impressions, dtype=np.float64)
     return (c + prior_strength * np.asarray(prior_ctr, dtype=np.float64)) / (
@@ -236,7 +241,7 @@ def gsp_auction(bids: np.ndarray, pctr: np.ndarray) -> AuctionOutcome:
     bids = np.asarray(bids, dtype=np.float64)
     pctr = np.asarray(pctr, dtype=np.float64)
     if bids.shape != pctr.shape or bids.ndim != 2 or bids.shape[1] < 2:
-        raise ValueError(
+        raise ScaleInputError(
             f"bids and pctr must both be (auctions, ads >= 2), got {bids.shape} "
             f"and {pctr.shape}."
         )

@@ -31,6 +31,12 @@ import redis
 
 from mlsd_lib.features.views import TIMESTAMP_COLUMN, FeatureStoreError
 from mlsd_lib.features.windows import seconds_to_timestamps, timestamps_to_seconds
+from mlsd_lib.validation import (
+    require_fraction,
+    require_int,
+    require_number,
+    require_seed,
+)
 
 #: The event types the ads example knows.
 EVENT_TYPES = ("impression", "click")
@@ -310,10 +316,12 @@ def synthetic_events(
     ``click_rate`` a few seconds to minutes later, by the same user on the same ad.
     Event ids are ``e00000001``, ... in time order.
     """
-    if num_impressions < 0 or num_users < 1 or num_ads < 1:
-        raise ValueError("need num_impressions >= 0, num_users >= 1, num_ads >= 1.")
-    if impressions_per_s <= 0 or not 0 <= click_rate <= 1:
-        raise ValueError("need impressions_per_s > 0 and 0 <= click_rate <= 1.")
+    require_int("num_impressions", num_impressions, at_least=0)
+    require_int("num_users", num_users, at_least=1)
+    require_int("num_ads", num_ads, at_least=1)
+    require_number("impressions_per_s", impressions_per_s, above=0)
+    require_fraction("click_rate", click_rate, zero=True)
+    require_seed("seed", seed)
     rng = np.random.default_rng(seed)
     times = start + np.cumsum(rng.exponential(1 / impressions_per_s, num_impressions))
     users = rng.integers(0, num_users, num_impressions)

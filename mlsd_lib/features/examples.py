@@ -34,6 +34,7 @@ from mlsd_lib.features.views import (
     FeatureRegistry,
     FeatureView,
 )
+from mlsd_lib.validation import require_int, require_number, require_seed
 
 #: How long an event takes to reach the feature tables (a streaming pipeline's lag).
 PIPELINE_LAG = pd.Timedelta(minutes=1)
@@ -146,11 +147,11 @@ def make_ads_example(
     past CTR reveals over time), the ad's quality and whether the user is on
     mobile, so honest features carry real but limited signal.
     """
-    if min(num_users, num_ads, days) < 1 or impressions_per_user_day <= 0:
-        raise ValueError(
-            "num_users, num_ads and days must be >= 1 and impressions_per_user_day "
-            f"> 0 (got {num_users}, {num_ads}, {days}, {impressions_per_user_day})."
-        )
+    require_int("num_users", num_users, at_least=1)
+    require_int("num_ads", num_ads, at_least=1)
+    require_int("days", days, at_least=1)
+    require_number("impressions_per_user_day", impressions_per_user_day, above=0)
+    require_seed("seed", seed)
     rng = np.random.default_rng(seed)
     end = START + pd.Timedelta(days=days)
     user_propensity = rng.normal(0.0, 1.0, num_users)

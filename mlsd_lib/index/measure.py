@@ -28,6 +28,7 @@ import numpy as np
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.index.spec import IndexSpec
 from mlsd_lib.index.threads import faiss_threads
+from mlsd_lib.validation import require_fraction, require_int
 
 #: The search-time parameter of each kind that has one.
 SEARCH_PARAM: dict[str, str] = {"ivf": "nprobe", "ivfpq": "nprobe", "hnsw": "ef_search"}
@@ -173,6 +174,7 @@ def latency_profile(
     Each pass times every query once, so a stall hits one pass, not all.
     More queries make a steadier p99: 1,000 put ten timings behind it.
     """
+    require_int("k", k, at_least=1, error=MeasureInputError)
     if queries.ndim != 2 or queries.shape[0] == 0:
         raise MeasureInputError(
             f"queries have shape {queries.shape}: pass (n_queries, d), n >= 1"
@@ -237,6 +239,9 @@ def sweep(
     ``repeats``, while recall is cheap and steadier over more queries. The
     index's setting is restored afterwards.
     """
+    require_int("k", k, at_least=1, error=MeasureInputError)
+    for value in values:
+        require_int("values", value, at_least=1, error=MeasureInputError)
     if timed is not None and _bad_count(timed):
         raise MeasureInputError(f"timed={timed!r}: pass a positive integer or None")
     timed_queries = queries if timed is None else queries[:timed]
@@ -282,6 +287,7 @@ def cheapest_reaching(
     on a busy machine is not, and a larger ``nprobe`` or ``ef_search`` never
     does less work.
     """
+    require_fraction("min_recall", min_recall, zero=True, error=MeasureInputError)
     reaching = [p for p in points if p.recall >= min_recall]
     return min(reaching, key=lambda p: p.value) if reaching else None
 

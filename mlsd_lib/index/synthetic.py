@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlsd_lib.validation import require_int, require_seed
+
 
 @dataclass(frozen=True)
 class EmbeddingMixture:
@@ -52,6 +54,9 @@ class EmbeddingMixture:
         seed: int = 0,
     ) -> EmbeddingMixture:
         """A mixture with its centres, shapes and sizes drawn from ``seed``."""
+        require_int("d", d, at_least=1)
+        require_int("n_clusters", n_clusters, at_least=1)
+        require_seed("seed", seed)
         rng = np.random.default_rng(seed)
         axes = np.arange(1, d + 1)
         centers = rng.standard_normal((n_clusters, d)) / np.sqrt(axes)
@@ -103,6 +108,11 @@ def clustered_embeddings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(items, queries)``: ``n`` item and ``n_queries`` query embeddings from
     one :class:`EmbeddingMixture` (items and queries drawn independently)."""
+    require_int("n", n, at_least=1)
+    require_int("n_queries", n_queries, at_least=1)
+    require_int("d", d, at_least=1)
+    require_int("n_clusters", n_clusters, at_least=1)
+    require_seed("seed", seed)
     mixture_seed, item_seed, query_seed = np.random.SeedSequence(seed).generate_state(3)
     mixture = EmbeddingMixture.random(d, n_clusters, seed=int(mixture_seed))
     return mixture.sample(n, int(item_seed)), mixture.sample(n_queries, int(query_seed))

@@ -15,11 +15,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from mlsd_lib.datasets.ctr import CTRData
+from mlsd_lib.errors import MlsdError
+
+
+class DownsampleRateError(MlsdError, ValueError):
+    """The downsampling rate is not a fraction in (0, 1]."""
 
 
 def _check_rate(w: float) -> None:
     if not 0.0 < w <= 1.0:
-        raise ValueError(
+        raise DownsampleRateError(
             f"the downsampling rate w is the fraction of negatives kept, in (0, 1]; "
             f"got {w}."
         )

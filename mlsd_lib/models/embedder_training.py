@@ -56,6 +56,10 @@ from mlsd_lib.models.metric_losses import (
 from mlsd_lib.models.pk_sampler import PKSampler
 from mlsd_lib.models.training import torch_threads
 from mlsd_lib.progress import tqdm
+from mlsd_lib.validation import (
+    require_int,
+    require_seed,
+)
 
 __all__ = [
     "EmbedderFit",
@@ -110,6 +114,11 @@ class EmbedderTrainingConfig:
             raise UnknownLoss(
                 f"unknown loss {self.loss!r}: known losses are {', '.join(LOSSES)}."
             )
+        require_seed("seed", self.seed, error=EmbedderInputError)
+        if not self.widths:
+            raise EmbedderInputError("widths must name at least one width (got ()).")
+        for width in self.widths:
+            require_int("widths", width, at_least=1, error=EmbedderInputError)
         if self.steps < 1 or self.p < 2 or self.k < 1 or self.dim < 1:
             raise EmbedderInputError(
                 f"steps, k and dim must be >= 1 and p >= 2, got steps={self.steps}, "

@@ -39,6 +39,9 @@ from torch import nn
 from mlsd_lib.datasets.image_sets import ImageSet
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.models.training import torch_threads
+from mlsd_lib.validation import (
+    require_seed,
+)
 
 __all__ = ["EmbedderInputError", "ImageEmbedder", "embed_images"]
 
@@ -80,6 +83,7 @@ class ImageEmbedder(nn.Module):
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
+        require_seed("seed", seed, error=EmbedderInputError)
         if dim < 1 or not widths or min(widths) < 1:
             raise EmbedderInputError(
                 f"dim and every width must be >= 1 and widths non-empty, got "

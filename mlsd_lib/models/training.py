@@ -38,6 +38,7 @@ from torch import nn
 from mlsd_lib.datasets.ctr import CTRData
 from mlsd_lib.models.ctr import CTRModule, FieldEmbedding, ModelInputError
 from mlsd_lib.progress import tqdm
+from mlsd_lib.validation import require_number
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,7 @@ class TrainingConfig:
                 f"epochs, batch_size and patience must be >= 1 (got {self.epochs}, "
                 f"{self.batch_size}, {self.patience})."
             )
+        require_number("lr", self.lr, above=0, error=ModelInputError)
         if self.sparse_optimizer not in SPARSE_OPTIMIZERS:
             raise ModelInputError(
                 f"sparse_optimizer must be 'adam' or 'adagrad', not "

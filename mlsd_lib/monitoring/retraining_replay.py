@@ -41,6 +41,7 @@ from mlsd_lib.evaluation.expected_entropy import excess_log_loss
 from mlsd_lib.monitoring.alerts import AlertRule, check_rules
 from mlsd_lib.monitoring.retraining import RetrainingTrigger
 from mlsd_lib.monitoring.window_stats import ReferenceBins
+from mlsd_lib.validation import require_int
 
 __all__ = [
     "LabelledDay",
@@ -202,7 +203,8 @@ def replay_retraining(
     others in 10 quantile bins, as :func:`~mlsd_lib.monitoring.drift.psi`
     does), ``retrain`` and ``reason``.
     """
-    if len(days) <= train_days or train_days < 1:
+    require_int("train_days", train_days, at_least=1, error=ReplayError)
+    if len(days) <= train_days:
         raise ReplayError(
             f"need more than train_days={train_days} days (got {len(days)}): the "
             "first model trains on them and the rest are served."

@@ -36,6 +36,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import chi2, kstwo
 
 from mlsd_lib.errors import MlsdError
+from mlsd_lib.validation import require_int
 
 __all__ = [
     "ReferenceBins",
@@ -78,8 +79,9 @@ def tumbling_windows(values: ArrayLike, size: int) -> np.ndarray:
     The rows after the last full window are dropped (a partial window has a
     different noise floor, so it would need its own threshold).
     """
+    require_int("size", size, at_least=1, error=WindowStatsError)
     arr = np.asarray(values)
-    if size < 1 or arr.ndim != 1 or arr.size < size:
+    if arr.ndim != 1 or arr.size < size:
         raise WindowStatsError(
             f"need a 1-D stream of at least one window: size={size}, stream shape "
             f"{arr.shape}."
@@ -226,10 +228,8 @@ def ks_p_value(statistic: ArrayLike, n_reference: int, n_current: int) -> np.nda
 
 
 def _noise_scale(n_reference: int, n_current: int) -> float:
-    if n_reference < 1 or n_current < 1:
-        raise WindowStatsError(
-            f"sample sizes must be >= 1, got {n_reference} and {n_current}."
-        )
+    require_int("n_reference", n_reference, at_least=1, error=WindowStatsError)
+    require_int("n_current", n_current, at_least=1, error=WindowStatsError)
     return 1.0 / n_current + 1.0 / n_reference
 
 

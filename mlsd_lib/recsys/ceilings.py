@@ -41,6 +41,9 @@ from mlsd_lib.evaluation.ranking import (
     recall_at_k,
     relevant_items,
 )
+from mlsd_lib.validation import (
+    require_int,
+)
 from mlsd_lib.worlds.recsys import RecsysWorld
 from mlsd_lib.worlds.recsys_log import RecsysLog
 from mlsd_lib.worlds.recsys_truth import SECONDS_PER_DAY
@@ -300,6 +303,10 @@ def ranking_report(
     One row per ranking; averages are over the users with at least one
     relevant item (see :mod:`mlsd_lib.evaluation.ranking`).
     """
+    for k in ks:
+        require_int("ks", k, at_least=1, error=CeilingInputError)
+    if ndcg_k is not None:
+        require_int("ndcg_k", ndcg_k, at_least=1, error=CeilingInputError)
     if not rankings:
         raise CeilingInputError("ranking_report needs at least one ranking.")
     rows = {}

@@ -46,6 +46,9 @@ from mlsd_lib.reranking.diversity import (
     diversify,
     mean_pairwise_similarity,
 )
+from mlsd_lib.validation import (
+    require_fraction,
+)
 from mlsd_lib.worlds.recsys import RecsysWorld
 from mlsd_lib.worlds.recsys_truth import SECONDS_PER_DAY
 
@@ -123,6 +126,8 @@ def diversity_sweep(
     "Without rules" lifts the series cap to the page size and drops the genre
     minimum. Each row of the table is one (λ, rules) setting.
     """
+    for lam in lambdas:
+        require_fraction("lambdas", lam, zero=True, error=DiversitySweepError)
     candidates = np.asarray(candidates)
     scores = np.asarray(scores, dtype=np.float64)
     gains = np.asarray(gains, dtype=np.float64)

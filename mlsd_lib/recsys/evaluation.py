@@ -88,6 +88,9 @@ from mlsd_lib.recsys.ceilings import (
     truth_snapshot,
     watched_items,
 )
+from mlsd_lib.validation import (
+    require_int,
+)
 from mlsd_lib.worlds.recsys import RecsysWorld
 from mlsd_lib.worlds.recsys_feed import Policy
 from mlsd_lib.worlds.recsys_log import RecsysLog
@@ -208,6 +211,7 @@ class HeldOut:
 
 def held_out(split: TimeSplit, max_k: int = 500) -> HeldOut:
     """The test users, their watched items, held-out plays and oracle ranking."""
+    require_int("max_k", max_k, at_least=1, error=EvaluationInputError)
     engaged = split.test.user[split.test.engaged]
     candidates = np.unique(engaged)
     if candidates.size == 0:
@@ -245,6 +249,7 @@ def rank_catalogue(
     ``scores(rows)`` returns the ``(rows, n_items)`` scores of ``users[rows]``;
     it is called on blocks of users so memory stays bounded.
     """
+    require_int("k", k, at_least=1, error=EvaluationInputError)
     users = np.asarray(users, dtype=np.int64)
     if watched.n_users != len(users):
         raise EvaluationInputError(
@@ -287,6 +292,8 @@ def retrieval_table(
     truly best items in the ranking's top K) and ``gap@K`` (the first minus
     the second: how much the logged plays flatter or understate a ranking).
     """
+    for k in ks:
+        require_int("ks", k, at_least=1, error=EvaluationInputError)
     if not rankings:
         raise EvaluationInputError("retrieval_table needs at least one ranking.")
     rows = {}

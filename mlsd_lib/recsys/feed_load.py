@@ -36,6 +36,9 @@ from mlsd_lib.errors import MlsdError
 from mlsd_lib.recsys.feed import FEED_STAGE_BUDGETS_MS
 from mlsd_lib.reranking.filters import FilterReport
 from mlsd_lib.serving.loadgen.rotating import RecordingSender
+from mlsd_lib.validation import (
+    require_int,
+)
 
 __all__ = [
     "STAGES",
@@ -64,6 +67,8 @@ def feed_bodies(
     ``profiles`` has one row per user id (``region``, ``maturity_limit``: what
     the client app sends with the request); ``n`` at most its length.
     """
+    require_int("n", n, at_least=1, error=FeedLoadError)
+    require_int("page_size", page_size, at_least=1, error=FeedLoadError)
     missing = {"region", "maturity_limit"} - set(profiles.columns)
     if missing:
         raise FeedLoadError(

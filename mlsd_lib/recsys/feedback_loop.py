@@ -128,6 +128,8 @@ class LoopConfig:
                 "eval_users and reach_impressions must be >= 1, got "
                 f"{self.eval_users} and {self.reach_impressions}"
             )
+        if self.seed < 0:
+            problems.append(f"seed must be an integer >= 0, got {self.seed}")
         if problems:
             raise FeedbackLoopError("; ".join(problems) + ".")
 

@@ -82,6 +82,11 @@ from mlsd_lib.recsys.training_rows import (
 )
 from mlsd_lib.serving.export import export_model
 from mlsd_lib.serving.registry import ModelRegistry
+from mlsd_lib.validation import (
+    ParameterError,
+    require_int,
+    require_seed,
+)
 from mlsd_lib.worlds.recsys import RecsysWorld
 from mlsd_lib.worlds.recsys_config import RecsysWorldConfig
 from mlsd_lib.worlds.recsys_log import RecsysLog
@@ -273,6 +278,11 @@ def build_quick_release(
     defaults to the quick world of ``seed``; the training settings to
     :data:`TOWER_TRAINING` and :data:`RANKER_TRAINING` (their seeds replaced by
     ``seed``)."""
+    # Two days at least: the models train on the first and validate on the last.
+    require_int("days", days, at_least=2)
+    require_seed("seed", seed)
+    if not isinstance(stream, str) or not stream:
+        raise ParameterError(f"stream must be a non-empty key name (got {stream!r}).")
     world = RecsysWorld(config or RecsysWorldConfig.quick(seed=seed))
     log = world.simulate(LegacyPolicy(world), 0, days)
     fold = interaction_history(

@@ -68,6 +68,10 @@ from mlsd_lib.models.two_tower import (
 )
 from mlsd_lib.models.two_tower_data import EntityFeatures, TwoTowerData
 from mlsd_lib.recsys.features import ModelInputs, ranker_features
+from mlsd_lib.validation import (
+    require_int,
+    require_seed,
+)
 
 __all__ = [
     "INBATCH",
@@ -278,6 +282,9 @@ def fit_two_tower(
     :func:`~mlsd_lib.recsys.features.tower_examples` split at a time.
     ``epochs`` replaces the recipe's (a notebook's shorter budget).
     """
+    if epochs is not None:
+        require_int("epochs", epochs, at_least=1, error=RecipeError)
+    require_seed("seed", seed, error=RecipeError)
     start = time.perf_counter()
     model = TwoTower.from_data(
         train,
@@ -433,6 +440,9 @@ def fit_ranker(
     score feature when the recipe uses it. A source without watch time
     (MovieLens) trains the play head only.
     """
+    if epochs is not None:
+        require_int("epochs", epochs, at_least=1, error=RecipeError)
+    require_seed("seed", seed, error=RecipeError)
     start = time.perf_counter()
     tower = two_tower if recipe.use_two_tower_score else None
     if recipe.use_two_tower_score and two_tower is None:

@@ -44,6 +44,9 @@ from mlsd_lib.models.position_debiased_clicks import (
     PositionDebiasedClickModel,
     fit_click_model,
 )
+from mlsd_lib.validation import (
+    require_number,
+)
 from mlsd_lib.visual.online_test import ArmRun
 from mlsd_lib.worlds.images_market import DAY_SECONDS, ImageMarket
 
@@ -216,6 +219,12 @@ class ClickReranker:
 
     model: PositionDebiasedClickModel
     max_distance: float | None
+
+    def __post_init__(self) -> None:
+        # Any finite bound works (below 0: no candidate is eligible); NaN would
+        # silently make every comparison false.
+        if self.max_distance is not None:
+            require_number("max_distance", self.max_distance, error=ClickRerankerError)
 
     def with_max_distance(self, max_distance: float | None) -> ClickReranker:
         """The same model under another constraint (None: unconstrained)."""

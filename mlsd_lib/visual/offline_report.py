@@ -60,6 +60,11 @@ from mlsd_lib.evaluation.image_retrieval import top_k_products
 from mlsd_lib.evaluation.retrieval_attribution import MissAttribution, attribute_misses
 from mlsd_lib.index.measure import SEARCH_PARAM, latency_profile, recall_at_k
 from mlsd_lib.index.spec import IndexSpec
+from mlsd_lib.validation import (
+    require_fraction,
+    require_int,
+    require_seed,
+)
 from mlsd_lib.visual.catalogue_index import CatalogueIndex, default_catalogue_spec
 from mlsd_lib.visual.oracle import relevance_matrix
 from mlsd_lib.visual.retrieval_quality import retrieval_quality
@@ -144,6 +149,10 @@ def held_out_queries(
     seed no training set uses (training's photos take
     :data:`~mlsd_lib.visual.training_images.TRAINING_PHOTO_SEED` and above).
     """
+    require_seed("seed", seed, error=OfflineReportError)
+    require_int(
+        "photos_per_product", photos_per_product, at_least=1, error=OfflineReportError
+    )
     if (
         isinstance(photos_per_product, bool)
         or not isinstance(photos_per_product, int | np.integer)
@@ -503,6 +512,7 @@ def dedup_study(
     :class:`~mlsd_lib.evaluation.dedup.DedupThresholdError` when no threshold
     reaches the target on the choosing half.
     """
+    require_fraction("target_precision", target_precision, error=OfflineReportError)
     duplicates = np.asarray(duplicate_pairs, dtype=np.int64).reshape(-1, 2)
     distinct = np.asarray(distinct_pairs, dtype=np.int64).reshape(-1, 2)
     if len(duplicates) < 2 or len(distinct) < 2:
@@ -659,6 +669,9 @@ def offline_report(
     ``served`` names the one the pipeline serves (dedup threshold, attribution,
     sweep). ``exam`` defaults to :func:`held_out_queries` with ``seed``.
     """
+    require_fraction("target_precision", target_precision, error=OfflineReportError)
+    for value in sweep_values:
+        require_int("sweep_values", value, at_least=1, error=OfflineReportError)
     if served not in models:
         raise OfflineReportError(
             f"served={served!r} is not one of the models {sorted(models)}: name "

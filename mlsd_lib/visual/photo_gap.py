@@ -26,6 +26,9 @@ from mlsd_lib.datasets.image_sets import ImageSet
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.evaluation.image_retrieval import image_match_ranks, recall_from_ranks
 from mlsd_lib.progress import tqdm
+from mlsd_lib.validation import (
+    require_fraction,
+)
 from mlsd_lib.worlds.images import ImageWorld
 from mlsd_lib.worlds.images_config import QueryStyle
 
@@ -83,6 +86,8 @@ def recall_along_gap(
     Returns one row per (t, embedder, view) with columns ``t``, ``embedder``,
     ``view`` and ``recall@K`` for each of ``ks``.
     """
+    for t in ts:
+        require_fraction("ts", t, zero=True, error=PhotoGapError)
     if not embedders:
         raise PhotoGapError("embedders is empty: pass {name: function(ImageSet)}.")
     unknown = sorted(set(views) - set(QUERY_VIEWS))

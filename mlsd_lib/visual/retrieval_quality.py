@@ -42,6 +42,9 @@ from mlsd_lib.evaluation.image_retrieval import (
     recall_from_ranks,
     top_k_products,
 )
+from mlsd_lib.validation import (
+    require_int,
+)
 
 __all__ = [
     "LEVELS",
@@ -169,6 +172,9 @@ def list_quality(
     ``ndcg_k`` deep; recall@K is product-level (a list holds products). Used
     for the oracle's lists and for a pipeline's final answer.
     """
+    for k in ks:
+        require_int("ks", k, at_least=1, error=RetrievalQualityError)
+    require_int("ndcg_k", ndcg_k, at_least=1, error=RetrievalQualityError)
     ranked = np.asarray(lists)
     if ranked.ndim != 2 or not np.issubdtype(ranked.dtype, np.integer):
         raise RetrievalQualityError(

@@ -36,6 +36,10 @@ from torch import nn
 
 from mlsd_lib.datasets.image_sets import ImageSet
 from mlsd_lib.errors import MlsdError
+from mlsd_lib.validation import (
+    require_int,
+    require_seed,
+)
 from mlsd_lib.visual.availability import ProductFilter
 from mlsd_lib.visual.monitors import SearchLog
 from mlsd_lib.visual.query_image import ImageLimits, region_pixels
@@ -67,6 +71,9 @@ class ShiftTimeline:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        require_int("n_windows", self.n_windows, at_least=1, error=ShiftTimelineError)
+        require_int("searches", self.searches, at_least=1, error=ShiftTimelineError)
+        require_seed("seed", self.seed, error=ShiftTimelineError)
         for name in ("style_share", "category_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ShiftTimelineError(

@@ -33,6 +33,7 @@ import numpy as np
 
 from mlsd_lib.datasets.ctr import CTRData, hash_ids
 from mlsd_lib.evaluation.metrics import log_loss
+from mlsd_lib.validation import require_int, require_number, require_seed
 from mlsd_lib.worlds.ads_config import DEVICES, AdsWorldConfig
 from mlsd_lib.worlds.ads_log import IMPRESSION_ID_STRIDE, ImpressionLog
 from mlsd_lib.worlds.ads_truth import (
@@ -121,7 +122,7 @@ class AdsWorld:
 
     def __init__(self, config: AdsWorldConfig | None = None, seed: int = 0) -> None:
         self.config = config or AdsWorldConfig()
-        self.seed = int(seed)
+        self.seed = require_seed("seed", seed)
         entity_rng, truth_rng, drift_rng, calib_rng = (
             np.random.default_rng(s)
             for s in np.random.SeedSequence([self.seed, 0xAD5]).spawn(4)
@@ -319,18 +320,17 @@ class AdsWorld:
         timestamps keep increasing, entities are the same, and drift is
         evaluated at the absolute day.
         """
-        if days < 1 or impressions_per_day < 1:
-            raise ValueError(
-                f"days and impressions_per_day must be >= 1, got {days} and "
-                f"{impressions_per_day}."
-            )
-        if impressions_per_day >= IMPRESSION_ID_STRIDE:
-            raise ValueError(
-                f"impressions_per_day must be < {IMPRESSION_ID_STRIDE} so "
-                "impression ids stay unique across days."
-            )
-        if seed is not None and seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}.")
+        days = require_int("days", days, at_least=1)
+        # Below the id stride, so impression ids stay unique across days.
+        impressions_per_day = require_int(
+            "impressions_per_day",
+            impressions_per_day,
+            at_least=1,
+            at_most=IMPRESSION_ID_STRIDE - 1,
+        )
+        start_day = require_int("start_day", start_day, at_least=0)
+        if seed is not None:
+            require_seed("seed", seed)
         logs = [
             self._simulate_day(day, impressions_per_day, seed)
             for day in range(start_day, start_day + days)
@@ -376,6 +376,9 @@ class AdsWorld:
         seconds of the impression; the delayed-feedback view of a log that is
         read before every click is in. ``None`` counts every eventual click.
         """
+        num_buckets = require_int("num_buckets", num_buckets, at_least=1)
+        if label_window_s is not None:
+            require_number("label_window_s", label_window_s, above=0)
         cards = self.field_cardinalities(num_buckets)
         categorical = np.empty((len(log), len(CTR_CATEGORICAL)), dtype=np.int64)
         for j, name in enumerate(CTR_CATEGORICAL):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from mlsd_lib.validation import ParameterError, require_int, require_number
+
 #: The device types an impression comes from, in their integer-code order.
 DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
 
@@ -86,39 +88,37 @@ class AdsWorldConfig:
             "num_countries",
             "horizon_days",
         ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+            require_int(name, getattr(self, name), at_least=1)
         if self.num_campaigns < self.num_advertisers:
-            raise ValueError(
+            raise ParameterError(
                 f"num_campaigns ({self.num_campaigns}) must be >= num_advertisers "
                 f"({self.num_advertisers}): every advertiser runs a campaign."
             )
         if self.num_ads < self.num_campaigns:
-            raise ValueError(
+            raise ParameterError(
                 f"num_ads ({self.num_ads}) must be >= num_campaigns "
                 f"({self.num_campaigns}): every campaign has an ad."
             )
         if not 0.0 < self.base_ctr < 1.0:
-            raise ValueError(f"base_ctr must be in (0, 1), got {self.base_ctr}.")
+            raise ParameterError(f"base_ctr must be in (0, 1), got {self.base_ctr}.")
         exam = self.examination
         if not exam or any(not 0.0 < e <= 1.0 for e in exam):
-            raise ValueError(f"examination must be in (0, 1] per slot, got {exam}.")
+            raise ParameterError(f"examination must be in (0, 1] per slot, got {exam}.")
         if any(b > a for a, b in itertools.pairwise(exam)):
-            raise ValueError(f"examination must not increase with slot, got {exam}.")
-        if self.drift_per_day < 0 or self.drift_timescale_days <= 0:
-            raise ValueError(
-                "drift_per_day must be >= 0 and drift_timescale_days > 0, got "
-                f"{self.drift_per_day} and {self.drift_timescale_days}."
+            raise ParameterError(
+                f"examination must not increase with slot, got {exam}."
             )
+        require_number("drift_per_day", self.drift_per_day, at_least=0)
+        require_number("drift_timescale_days", self.drift_timescale_days, above=0)
         if self.click_delay_median_s <= 0 or self.click_delay_sigma < 0:
-            raise ValueError("click_delay_median_s must be > 0, sigma >= 0.")
+            raise ParameterError("click_delay_median_s must be > 0, sigma >= 0.")
         if not 0.0 <= self.targeting <= 1.0:
-            raise ValueError(f"targeting must be in [0, 1], got {self.targeting}.")
+            raise ParameterError(f"targeting must be in [0, 1], got {self.targeting}.")
         if (
             len(self.device_share) != len(DEVICES)
             or abs(sum(self.device_share) - 1.0) > 1e-9
         ):
-            raise ValueError(
+            raise ParameterError(
                 f"device_share needs {len(DEVICES)} shares summing to 1 "
                 f"({', '.join(DEVICES)}), got {self.device_share}."
             )

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd_lib.errors import MlsdError
+from mlsd_lib.validation import require_number
 
 __all__ = ["ShiftError", "concept_shift", "mix_shift"]
 
@@ -74,14 +75,15 @@ def mix_shift(
     ``redraw_label`` (the label column) every resampled row gets a fresh label
     drawn from its ``probability``, as a new impression in the same context would.
     """
-    _check(
-        frame, [column, time, *([redraw_label, probability] if redraw_label else [])]
-    )
-    if any(w < 0 for w in weights.values()) or not weights:
+    if not weights or any(not np.isfinite(w) or w < 0 for w in weights.values()):
         raise ShiftError(
             f"weights must be a non-empty mapping of value -> weight >= 0, got "
             f"{dict(weights)}."
         )
+    require_number("start", start, at_least=0, error=ShiftError)
+    _check(
+        frame, [column, time, *([redraw_label, probability] if redraw_label else [])]
+    )
     t = frame[time].to_numpy(np.float64)
     if np.any(np.diff(t) < 0):
         raise ShiftError(f"the log must be sorted by {time!r}; sort it first.")
@@ -136,9 +138,15 @@ def concept_shift(
     label is drawn again from it. Every input column is left exactly as it was
     (other outcome columns, such as click delays, are not drawn again).
     """
-    _check(frame, [column, time, probability, label])
-    if not odds_factor > 0:
+    if not (np.isfinite(odds_factor) and odds_factor > 0):
         raise ShiftError(f"odds_factor must be > 0, got {odds_factor}.")
+    require_number("start", start, at_least=0, error=ShiftError)
+    values = list(values)
+    if not values:
+        raise ShiftError(
+            f"values must name at least one value of {column} to shift, got none."
+        )
+    _check(frame, [column, time, probability, label])
     shifted = frame.copy()
     hit = (shifted[time].to_numpy() >= start) & np.isin(
         shifted[column].to_numpy(), list(values)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlsd_lib.errors import MlsdError
+from mlsd_lib.validation import require_int, require_number
 
 __all__ = ["CatalogueLaunch", "EventError", "GenreShift", "RecsysEvent", "Trend"]
 
@@ -59,6 +60,9 @@ class Trend:
             )
         if self.items is not None and len(self.items) == 0:
             raise EventError("Trend(items=()) trends nothing: list at least one item.")
+        require_number("boost", self.boost, error=EventError)
+        if self.genre is not None:
+            require_int("genre", self.genre, at_least=0, error=EventError)
         if self.end_day <= self.start_day:
             raise EventError(
                 f"Trend must end after it starts, got start_day={self.start_day}, "
@@ -102,6 +106,9 @@ class CatalogueLaunch:
     def __post_init__(self) -> None:
         if self.n_items < 1:
             raise EventError(f"CatalogueLaunch needs n_items >= 1, got {self.n_items}.")
+        require_int("day", self.day, at_least=0, error=EventError)
+        if self.genre is not None:
+            require_int("genre", self.genre, at_least=0, error=EventError)
 
     def check(self, n_genres: int, n_items: int) -> None:
         """Raise :class:`EventError` if the genre is not in the world."""

@@ -33,6 +33,7 @@ from mlsd_lib.serving.gateway.config import (
 from mlsd_lib.serving.model_server import ModelServer
 from mlsd_lib.serving.registry import ModelRegistry, ModelVersion, RegistryError
 from mlsd_lib.serving.tensors import BatchedInferFn, TensorSpec
+from mlsd_lib.validation import require_fraction
 
 
 def torch_infer_fn(
@@ -139,7 +140,9 @@ class RegistryDeployer:
         self.name = name
         self.server = server
         self.fallback_server = fallback_server
-        self.canary_fraction = canary_fraction
+        self.canary_fraction = require_fraction(
+            "canary_fraction", canary_fraction, zero=True, error=GatewayConfigError
+        )
         self.max_batch_size = max_batch_size
         self.max_queue_delay_us = max_queue_delay_us
         self.input_name = input_name

@@ -27,6 +27,7 @@ from matplotlib.ticker import ScalarFormatter
 
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.serving.loadgen import check_loopback
+from mlsd_lib.validation import require_int, require_number
 
 
 @dataclass
@@ -85,7 +86,7 @@ class BackgroundLoad:
     ) -> None:
         self.url = check_loopback(url)
         self.headers = headers
-        self.clients = clients
+        self.clients = require_int("clients", clients, at_least=1)
         self.candidates = candidates
         self.num_users = num_users
         self.num_ads = num_ads
@@ -211,6 +212,8 @@ class PacedBodyLoad(BackgroundLoad):
         max_requests: int = 20_000,
         max_seconds: float = 120.0,
     ) -> None:
+        require_int("clients", clients, at_least=1)
+        require_number("pace_s", pace_s, at_least=0)
         if not bodies:
             raise self.no_bodies(
                 f"{type(self).__name__} needs at least one request body; "
