@@ -19,18 +19,21 @@ batch jobs of :mod:`mlsd_lib.batch`, on inputs built here at each size:
 
 The single-process path (``engine="pandas"``) runs the same function in this
 process, the embedding with one torch thread (one worker's share). Each
-cluster is started once per worker count and warmed up on the smallest size
-first (the first task on a fresh worker imports pandas or torch: a one-off,
-reported apart as ``startup_s``); the single-process path is warmed up the
-same way. Peak memory per worker is the largest resident set any worker
-process reached during the job, sampled on the workers
-(:mod:`~mlsd_lib.batch.worker_memory`): the number to hold against a memory
-limit (Binder gives 2 GB in all).
+cluster is started once per worker count (its start-up reported apart as
+``startup_s``), and each job is run once untimed at its smallest size before
+it is timed (the first task on a fresh worker imports pandas or torch: a
+one-off); the single-process path is warmed up the same way. The jobs run in
+the order of :data:`JOBS`, the embedding last, so the pandas jobs' memory is
+measured on workers that have not imported torch. Peak memory per worker is
+the largest resident set any worker process reached during the job, sampled
+on the workers (:mod:`~mlsd_lib.batch.worker_memory`): the number to hold
+against a memory limit (Binder gives 2 GB in all).
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -84,6 +87,9 @@ class BatchJob:
     rows: int
     run_single: Callable[[], object]
     run_dask: Callable[[Client], object]
+    worker_module: str
+    """The module a worker imports to run the job (imported on every worker
+    before the job is timed)."""
 
 
 def _join_job(rows: int, seed: int) -> BatchJob:
@@ -96,6 +102,7 @@ def _join_job(rows: int, seed: int) -> BatchJob:
         len(ads.impressions),
         lambda: point_in_time_join(*args),
         lambda client: point_in_time_join_by_entity(client, *args),
+        "mlsd_lib.batch.partitioned_join",
     )
 
 
@@ -115,6 +122,7 @@ def _windows_job(rows: int, seed: int) -> BatchJob:
         len(log),
         lambda: windowed_counts_offline(log, aggregation),
         lambda client: windowed_counts_by_entity(client, log, aggregation),
+        "mlsd_lib.batch.partitioned_windows",
     )
 
 
@@ -137,6 +145,7 @@ def _embedding_job(rows: int, seed: int, workdir: Path) -> BatchJob:
         len(images),
         single,
         lambda client: embed_catalogue(client, path, images),
+        "mlsd_lib.batch.catalogue_embedding",
     )
 
 
@@ -189,7 +198,8 @@ class BatchMeasurement:
     """Columns ``job``, ``engine`` (``pandas`` or ``dask``), ``workers``, ``rows``,
     ``seconds``, ``rows_per_s``, ``peak_worker_mb`` (NaN for pandas)."""
     startup_s: dict[int, float]
-    """Seconds to start a cluster and warm it up, by worker count."""
+    """Seconds to start a cluster (workers up, client connected), by worker
+    count."""
 
 
 def measure_batch_jobs(
@@ -215,10 +225,12 @@ def measure_batch_jobs(
         )
     records = []
     with tempfile.TemporaryDirectory(prefix="mlsd-batch-") as workdir:
+        # In JOBS order, the embedding last: a worker that has imported torch
+        # keeps it, and the pandas jobs' memory is measured without it.
         jobs = [
             build_job(job, rows, seed=seed, workdir=workdir)
-            for job, counts in sizes.items()
-            for rows in sorted(counts)
+            for job in JOBS
+            for rows in sorted(sizes.get(job, []))
         ]
         steps = len(jobs) * (1 + len(workers))
         bar = tqdm(total=steps, desc="batch jobs", disable=not progress)
@@ -233,10 +245,12 @@ def measure_batch_jobs(
             start = time.perf_counter()
             with dask_client(count, memory_limit=memory_limit) as client:
                 client.run(start_sampling)
-                for job in _smallest(jobs):
-                    job.run_dask(client)
                 startup[count] = time.perf_counter() - start
+                warm = {job.job: job for job in _smallest(jobs)}
                 for job in jobs:
+                    if warm.pop(job.job, None) is not None:  # untimed
+                        client.run(importlib.import_module, job.worker_module)
+                        job.run_dask(client)
                     client.run(take_peak_mb)
                     seconds = _seconds(lambda j=job: j.run_dask(client), repeats)
                     peak = max(client.run(take_peak_mb).values())
