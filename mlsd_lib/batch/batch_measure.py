@@ -74,6 +74,7 @@ __all__ = [
     "measure_batch_jobs",
 ]
 
+#: The jobs measured, in the order they run (the one that imports torch last).
 JOBS = ("point_in_time_join", "windowed_counts", "catalogue_embedding")
 #: Impressions per user in the example ads world (0.5 a day for 28 days).
 _IMPRESSIONS_PER_USER = 14

@@ -1,7 +1,7 @@
 """Where the batch jobs run: a private Dask ``LocalCluster``, or a scheduler you name.
 
 Introduced in ``notebooks/scaling_out.ipynb``. :func:`dask_client` is the one
-place a batch job gets its :class:`distributed.Client`, so every job runs the
+place a batch job gets its ``distributed.Client``, so every job runs the
 same code on a laptop and on a real cluster:
 
 * ``DASK_SCHEDULER_ADDRESS`` unset (the default): a ``LocalCluster`` of
