@@ -1314,7 +1314,11 @@ EXAM_SEED = (
     -1,
     SEED_MSG,
 )
-VIS_PRESET = (call("mlsd_lib.visual.recipes:visual_recipe", ...), "huge", r"scale")
+VIS_PRESET = (
+    call("mlsd_lib.visual.recipes:visual_recipe", ...),
+    "huge",
+    r"unknown recipe scale 'huge': choose one of tiny, quick, small",
+)
 DEDUP_PRECISION = (
     call(
         "mlsd_lib.visual.offline_report:dedup_study",
@@ -1617,7 +1621,7 @@ TABLE.update(
                     ...,
                 ),
                 0,
-                r"n_shards.*0.*positive|n_shards must be an integer >= 1 \(got 0\)",
+                r"n_shards=0: pass a positive integer",
             ),
             "NPROBE": (
                 call(SPEC, "ivfpq", nprobe=...),
@@ -1632,7 +1636,7 @@ TABLE.update(
                     n_products=...,
                 ),
                 1,
-                r"n_products must be .*>= 2",
+                r"n_products must be an integer >= 2 .* got 1",
             ),
             "SOP_IMAGES": (
                 call(
