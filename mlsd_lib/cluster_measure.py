@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 
 import numpy as np
 import pandas as pd
@@ -114,7 +113,7 @@ def server_cpu_per_call(
     return max(after - before, 0.0) / n
 
 
-class RequestCounter(AbstractContextManager):
+class RequestCounter:
     """Within ``with RequestCounter(router) as counter:``, ``counter.calls``
     lists, for each ``send_to_nodes`` call, the nodes it sent to and how many
     commands each got."""
