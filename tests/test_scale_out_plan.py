@@ -75,13 +75,15 @@ def test_batch_workers_fit_the_day_into_the_window():
 def test_the_visual_index_fits_one_shard_and_replicates_for_queries():
     plan = index_shard_plan(IndexAssumptions())
     assert plan["index shards for memory"] == 1  # 8 GB < 64 GB x 0.4
-    # 6,940/s x 2 ms / 0.6 = 23.1 cores -> 2 machines of 16 cores
-    assert plan["search cores at peak"] == pytest.approx(6_940 * 2e-3 / 0.6)
-    assert plan["machines for search CPU"] == 2
-    assert plan["replicas of each shard"] == 2
+    # 6,940/s x 9.4 ms / 0.6 = 108.7 cores -> 7 machines of 16 cores
+    assert plan["search cores at peak"] == pytest.approx(6_940 * 9.4e-3 / 0.6)
+    assert plan["machines for search CPU"] == 7
+    assert plan["replicas of each shard"] == 7
+    assert plan["index machines"] == 7
     assert plan["re-ranking store shards"] == 4  # 102 GB / 25.6 GB
     bigger = index_shard_plan(replace(IndexAssumptions(), index_bytes=400e9))
     assert bigger["index shards for memory"] == 16  # the 10 B-image follow-up
+    assert bigger["replicas of each shard"] == 2  # 7 machines' CPU over 16 shards
     assert bigger["index machines"] == 32
 
 
