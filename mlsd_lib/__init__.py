@@ -16,6 +16,15 @@ monitoring are pure functions:
 * :mod:`~mlsd_lib.redis_cluster`, :mod:`~mlsd_lib.cluster_routing`,
   :mod:`~mlsd_lib.cluster_drill`: a Redis Cluster on loopback, one request per
   node to it, and the failover drill;
+* :mod:`~mlsd_lib.cluster_measure`, :mod:`~mlsd_lib.cluster_drill_timeline`: the
+  cluster's read cost measured side by side with one node, and a failover drill's
+  timeline;
+* :mod:`~mlsd_lib.batch`: batch jobs on Dask (point-in-time join, windowed counts,
+  catalogue embedding) partitioned by entity, and what they cost against pandas;
+* :mod:`~mlsd_lib.scale_out_plan`: from what one machine measured to how many
+  Redis shards, batch workers and index shards production needs;
+* :mod:`~mlsd_lib.validation`: the checks of a reader's parameters (name, allowed
+  range, value);
 * :mod:`~mlsd_lib.errors`: the one root of the library's errors;
 * :mod:`~mlsd_lib.worlds`: simulators with known ground truth;
 * :mod:`~mlsd_lib.datasets`: the shapes models consume, and real-format loaders;

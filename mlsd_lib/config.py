@@ -97,6 +97,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         seed = int(seed_raw)
     except ValueError:
         raise ConfigError(f"MLSD_SEED={seed_raw!r} is not an integer.") from None
+    if seed < 0:
+        raise ConfigError(
+            f"MLSD_SEED must be an integer >= 0 (got {seed}): numpy's generators "
+            "take no negative seed."
+        )
     return Settings(
         redis_url=_parse_url(
             "REDIS_URL", env.get("REDIS_URL"), ("redis", "rediss", "unix")

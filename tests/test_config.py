@@ -41,6 +41,7 @@ def test_empty_redis_url_means_unset():
         ({"REDIS_URL": "localhost:6379"}, ["REDIS_URL", "redis://"]),
         ({"TRITON_URL": "127.0.0.1:8000"}, ["TRITON_URL", "http://"]),
         ({"MLSD_SEED": "zero"}, ["MLSD_SEED", "integer"]),
+        ({"MLSD_SEED": "-1"}, ["MLSD_SEED must be an integer >= 0 (got -1)"]),
         (
             {"MLSD_REQUIRE_REAL_BACKENDS": "maybe"},
             ["MLSD_REQUIRE_REAL_BACKENDS", "yes/no"],
