@@ -31,12 +31,15 @@ from distributed import Client
 from mlsd_lib.batch.dask_cluster import worker_count
 from mlsd_lib.batch.entity_partitions import shuffle_by_entity
 from mlsd_lib.errors import MlsdError
-from mlsd_lib.features.offline import PointInTimeResult, point_in_time_join
+from mlsd_lib.features.offline import (
+    PointInTimeResult,
+    check_join_inputs,
+    point_in_time_join,
+)
 from mlsd_lib.features.views import (
     TIMESTAMP_COLUMN,
     FeatureRef,
     FeatureRegistry,
-    FeatureStoreError,
 )
 
 __all__ = ["BatchJobError", "default_partitions", "point_in_time_join_by_entity"]
@@ -105,22 +108,9 @@ def point_in_time_join_by_entity(
     num_partitions = default_partitions(client, partitions)
     resolved = registry.resolve(refs)
     names = [str(FeatureRef.parse(r) if isinstance(r, str) else r) for r in refs]
-    if timestamp_column not in labels.columns:
-        raise FeatureStoreError(
-            f"labels lack the timestamp column {timestamp_column!r}."
-        )
+    check_join_inputs(labels, [v for v, _ in resolved], tables, timestamp_column)
     groups: dict[tuple[str, ...], list[int]] = {}
     for j, (view, _) in enumerate(resolved):
-        if view.name not in tables:
-            raise FeatureStoreError(
-                f"no event table given for view {view.name!r} "
-                f"(given: {sorted(tables)})."
-            )
-        absent = [e for e in view.entities if e not in labels.columns]
-        if absent:
-            raise FeatureStoreError(
-                f"labels lack entity columns {absent} needed by view {view.name!r}."
-            )
         groups.setdefault(tuple(view.entities), []).append(j)
 
     spine = labels.reset_index(drop=True)

@@ -122,12 +122,10 @@ from mlsd_lib.cluster_routing import (
     slot_of,
 )
 from mlsd_lib.features.online import (
-    MAX_RECORDS_PER_READ,
     MaterializationReport,
     OnlineFeatures,
     OnlineStore,
     OnlineStoreUnavailable,
-    OversizedRequest,
     _ReadPlan,
     _record_dtype,
     entity_columns,
@@ -506,11 +504,6 @@ class ClusterOnlineStore(OnlineStore):
         columns, count = entity_columns(entity_rows, [p.view for p in plan.views])
         argv, inverses, counts = self._request(plan, columns)
         total = sum(counts)
-        if total > MAX_RECORDS_PER_READ:
-            raise OversizedRequest(
-                f"this read needs {total} records; the limit is {MAX_RECORDS_PER_READ} "
-                f"per read. Split the entity rows into smaller requests."
-            )
         raw: list[bytes | None] = [None] * total
         reads = self._shard_reads(plan, argv, counts)
         self._fetch(reads, raw, "")

@@ -91,6 +91,33 @@ class PointInTimeResult:
         return self.frame[self.feature_names].to_numpy(dtype=np.float32)
 
 
+def check_join_inputs(
+    labels: pd.DataFrame,
+    views: Sequence[FeatureView],
+    tables: Mapping[str, pd.DataFrame],
+    timestamp_column: str,
+) -> None:
+    """Refuse a join whose inputs cannot answer it, before any work: the labels'
+    timestamp column, an event table per view, and each view's entity columns.
+    Shared by :func:`point_in_time_join` and its Dask twin
+    (:mod:`mlsd_lib.batch.partitioned_join`), so both say the same thing."""
+    if timestamp_column not in labels.columns:
+        raise FeatureStoreError(
+            f"labels lack the timestamp column {timestamp_column!r}."
+        )
+    for view in {v.name: v for v in views}.values():
+        if view.name not in tables:
+            raise FeatureStoreError(
+                f"no event table given for view {view.name!r} "
+                f"(given: {sorted(tables)})."
+            )
+        absent = [e for e in view.entities if e not in labels.columns]
+        if absent:
+            raise FeatureStoreError(
+                f"labels lack entity columns {absent} needed by view {view.name!r}."
+            )
+
+
 def point_in_time_join(
     labels: pd.DataFrame,
     refs: Sequence[str | FeatureRef],
@@ -108,10 +135,7 @@ def point_in_time_join(
     """
     resolved = registry.resolve(refs)
     names = [str(FeatureRef.parse(r) if isinstance(r, str) else r) for r in refs]
-    if timestamp_column not in labels.columns:
-        raise FeatureStoreError(
-            f"labels lack the timestamp column {timestamp_column!r}."
-        )
+    check_join_inputs(labels, [v for v, _ in resolved], tables, timestamp_column)
     left = labels.reset_index(drop=True).copy()
     left["__row"] = np.arange(len(left))
     left["__t"] = to_utc(left[timestamp_column], f"labels[{timestamp_column!r}]")
@@ -120,16 +144,6 @@ def point_in_time_join(
     values = np.empty((len(labels), len(names)), dtype=np.float32)
     missing = np.zeros((len(labels), len(names)), dtype=bool)
     for view in {v.name: v for v, _ in resolved}.values():
-        if view.name not in tables:
-            raise FeatureStoreError(
-                f"no event table given for view {view.name!r} "
-                f"(given: {sorted(tables)})."
-            )
-        absent = [e for e in view.entities if e not in labels.columns]
-        if absent:
-            raise FeatureStoreError(
-                f"labels lack entity columns {absent} needed by view {view.name!r}."
-            )
         right = validate_rows(view, tables[view.name])
         right = right.rename(columns={TIMESTAMP_COLUMN: "__ts"})
         right = right.rename(columns={f: f"__f:{f}" for f in view.feature_names})

@@ -514,11 +514,6 @@ class OnlineStore:
         columns, _ = entity_columns(entity_rows, [p.view for p in plan.views])
         argv, inverses, counts = self._request(plan, columns)
         total = sum(counts)
-        if total > MAX_RECORDS_PER_READ:
-            raise OversizedRequest(
-                f"this read needs {total} records; the limit is {MAX_RECORDS_PER_READ} "
-                f"per read. Split the entity rows into smaller requests."
-            )
         try:
             raw = self._run_read_script(plan.current_keys, argv) if total else []
         except redis.RedisError as error:
@@ -537,7 +532,8 @@ class OnlineStore:
         """The script's ARGV, and for each view which record each row reads.
 
         Rows that share an entity key fetch its record once; views with the same
-        entity columns (two user views) share the key strings.
+        entity columns (two user views) share the key strings. A read of more
+        than ``MAX_RECORDS_PER_READ`` records is refused here, before any request.
         """
         argv: list[str] = []
         inverses: list[list[int]] = []
@@ -560,6 +556,12 @@ class OnlineStore:
             inverses.append(inverse)
             counts.append(len(distinct))
             argv += [part.prefix, str(len(distinct)), *distinct]
+        if sum(counts) > MAX_RECORDS_PER_READ:
+            raise OversizedRequest(
+                f"this read needs {sum(counts)} records; the limit is "
+                f"{MAX_RECORDS_PER_READ} per read. Split the entity rows into "
+                "smaller requests."
+            )
         return argv, inverses, counts
 
     def _decode_per_view(
