@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from distributed import Client
 
+from mlsd_lib.batch import worker_memory
 from mlsd_lib.batch.batch_measure import (
     build_job,
     crossover_rows,
@@ -287,7 +288,12 @@ def test_the_sampler_sees_a_short_lived_peak():
         take_peak_mb()
         base = take_peak_mb()
         block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched, then freed
-        time.sleep(0.05)
+        # Held until the sampler thread has run (on a loaded machine it may wait
+        # longer than its 1 ms interval for the GIL), then freed before the take.
+        deadline = time.monotonic() + 10
+        while worker_memory._STATE["peak"] < (base + 150) * 2**20:
+            assert time.monotonic() < deadline, "the sampler never ran"
+            time.sleep(0.01)
         del block
         peak = take_peak_mb()
         assert peak > base + 150

@@ -23,8 +23,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from mlsd_lib.features import records
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
-from mlsd_lib.features.online import OnlineStore
+from mlsd_lib.features.online import OnlineStore, delete_matching
 from mlsd_lib.features.views import TIMESTAMP_COLUMN
 from mlsd_lib.redis_backend import RedisBackend, get_redis
 from mlsd_lib.serving.ctr_net import FeatureCTRNet
@@ -121,12 +122,18 @@ class DemoSystem:
         return f"{self.redis.describe()}\n{self.model_server.describe()}"
 
     def close(self) -> None:
-        """Stop the model servers. The shared Redis stays (it is process-wide)."""
+        """Stop the model servers and delete the views the demo materialized.
+
+        The shared Redis itself stays (it is process-wide, and ``REDIS_URL`` may
+        be the reader's own server): only the demo's keys go, so it is left as
+        it was found."""
         if not self._closed:
             self._closed = True
             self.model_server.stop()
             self.fallback_server.stop()
             self.registry_folder.cleanup()
+            for view in self.store.registry.views:
+                delete_matching(self.redis.client, f"{records.view_prefix(view)}:*")
 
 
 def build_demo(
