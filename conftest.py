@@ -14,6 +14,13 @@ two promises hold for all of them:
    fails in its last test's teardown, naming the keys. The unit tests never
    write there (their real servers are private, see ``tests/conftest.py``);
    the notebooks and the library code they call clean up after themselves.
+3. **The process environment is left as it was found.** Every notebook's kernel
+   is a child of this process and inherits ``os.environ``: a test file that
+   leaves, say, ``OMP_NUM_THREADS=1`` behind (Dask's nanny writes it there)
+   makes every later notebook train on one thread and print numbers that
+   differ from the ones stored. After the last test of each file the
+   environment must equal the one at the start (pytest's own
+   ``PYTEST_CURRENT_TEST`` aside); ``monkeypatch.setenv`` restores by itself.
 """
 
 from __future__ import annotations
@@ -60,16 +67,56 @@ class RedisLeftAsFound:
         )
 
 
+class EnvironmentLeftAsFound:
+    """Compares ``os.environ`` after each file with the start of the session."""
+
+    IGNORED = frozenset({"PYTEST_CURRENT_TEST"})
+
+    def __init__(self) -> None:
+        # scikit-learn and joblib set KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK
+        # when first imported (Intel OpenMP settings); import them now so those
+        # are in the baseline and every kernel starts from the same environment,
+        # whichever test happened to import them first.
+        import sklearn  # noqa: F401
+
+        self.start = self._now()
+
+    def _now(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k not in self.IGNORED}
+
+    def check(self, where: str) -> None:
+        now = self._now()
+        changed = sorted(
+            name
+            for name in set(now) | set(self.start)
+            if now.get(name) != self.start.get(name)
+        )
+        if not changed:
+            return
+        shown = ", ".join(
+            f"{name}: {self.start.get(name)!r} -> {now.get(name)!r}"
+            for name in changed[:_SHOWN]
+        )
+        self.start = now  # report each change once, at the file that made it
+        raise AssertionError(
+            f"{where} changed the process environment ({shown}); every later "
+            "notebook kernel would inherit it. Use monkeypatch.setenv, or put "
+            "os.environ back when done."
+        )
+
+
 def _sample(keys: set[bytes]) -> str:
     return ", ".join(repr(k.decode(errors="replace")) for k in sorted(keys)[:_SHOWN])
 
 
 _guard: RedisLeftAsFound | None = None
+_environment: EnvironmentLeftAsFound | None = None
 _warned: list[str] = []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    global _guard
+    global _guard, _environment
+    _environment = EnvironmentLeftAsFound()
     url = os.environ.get("REDIS_URL")
     if url:
         try:
@@ -82,8 +129,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    if _guard is not None and (nextitem is None or nextitem.path != item.path):
-        _guard.check(str(item.path.relative_to(item.config.rootpath)))
+    if nextitem is not None and nextitem.path == item.path:
+        return
+    where = str(item.path.relative_to(item.config.rootpath))
+    failures = []
+    for guard in (_environment, _guard):
+        try:
+            if guard is not None:
+                guard.check(where)
+        except AssertionError as failure:
+            failures.append(str(failure))
+    if failures:
+        raise AssertionError("\n".join(failures))
 
 
 def pytest_warning_recorded(

@@ -7,6 +7,7 @@ on 1 and 2 workers, at small sizes.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,19 @@ def test_partitions_are_stable_across_dtypes_and_keep_row_order():
         entity_partitions(frame, ["user_id"], 0)
     with pytest.raises(PartitionError, match=r"the table lacks \['ad_id'\]"):
         entity_partitions(frame, ["ad_id"], 2)
+
+
+def test_the_process_environment_is_left_as_found():
+    # Dask's nanny writes OMP_NUM_THREADS=1 and more into os.environ to pass
+    # them to its workers; left there, every process started later (a notebook's
+    # kernel under nbval) would run torch on one thread and compute different
+    # numbers.
+    before = dict(os.environ)
+    with dask_client(1, environ=NO_SCHEDULER) as c:
+        during = dict(os.environ)
+        assert c.submit(os.environ.get, "OMP_NUM_THREADS").result() == "1"
+    assert during != before  # the nanny did write: the next check can fail
+    assert dict(os.environ) == before
 
 
 def test_workers_below_one_are_refused():

@@ -29,6 +29,14 @@ same code on a laptop and on a real cluster:
   :class:`DaskClusterError` naming the address and the variable, never a
   silent fallback to a local cluster.
 
+Dask's nanny sets ``OMP_NUM_THREADS=1`` (and MKL's, OpenBLAS's, glibc's
+``MALLOC_TRIM_THRESHOLD_``, ``PYTHONHASHSEED``) in the *calling* process's
+``os.environ`` before it spawns each worker, and never takes them back: every
+process started afterwards, a Jupyter kernel included, would inherit one
+thread for torch and train a different model than the chapter printed.
+:func:`dask_client` restores the environment as it found it when its block
+ends (the workers keep their settings; they are gone by then).
+
 Dask starts worker processes with ``spawn``: a *script* that calls
 :func:`dask_client` must do so under ``if __name__ == "__main__":`` (a notebook
 and pytest need nothing).
@@ -37,6 +45,7 @@ and pytest need nothing).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 
@@ -77,6 +86,18 @@ def _check_local(workers: int, threads_per_worker: int) -> None:
 
 
 @contextmanager
+def _environment_restored() -> Iterator[None]:
+    """Put ``os.environ`` back as it was (Dask's nanny writes into it)."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
+        os.environ.update(before)
+
+
+@contextmanager
 def dask_client(
     workers: int = 2,
     *,
@@ -90,12 +111,14 @@ def dask_client(
     With ``DASK_SCHEDULER_ADDRESS`` set (in ``environ``, default the process
     environment) the client connects there; otherwise a loopback
     ``LocalCluster`` of ``workers`` processes is started, and stopped (workers
-    and scheduler) when the block ends, even on an error.
+    and scheduler) when the block ends, even on an error; the process
+    environment, which Dask's nanny changes, is restored then too.
     """
     _check_local(workers, threads_per_worker)
     address = load_settings(environ).dask_scheduler_address
     with ExitStack() as stack:
         if address is None:
+            stack.enter_context(_environment_restored())  # exits last
             stack.enter_context(dask.config.set(NO_SPILLING))
             cluster = stack.enter_context(
                 LocalCluster(
