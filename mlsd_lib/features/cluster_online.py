@@ -127,14 +127,11 @@ from mlsd_lib.features.online import (
     OnlineStore,
     OnlineStoreUnavailable,
     _ReadPlan,
-    _record_dtype,
     entity_columns,
-    latest_rows,
+    latest_payloads,
     moment_seconds,
 )
-from mlsd_lib.features.validation import epoch_seconds
 from mlsd_lib.features.views import (
-    TIMESTAMP_COLUMN,
     FeatureRef,
     FeatureRegistry,
     FeatureStoreError,
@@ -338,11 +335,7 @@ class ClusterOnlineStore(OnlineStore):
         every shard, then move every shard's pointer to it (the module docstring
         says what is atomic, and what a failure at each step leaves behind)."""
         view = self.registry.view(view_name)
-        latest, keys = latest_rows(view, rows, as_of)
-        packed = np.empty(len(latest), dtype=_record_dtype(view))
-        packed["ts"] = epoch_seconds(latest[TIMESTAMP_COLUMN])
-        packed["values"] = latest[view.feature_names].to_numpy(dtype=np.float32)
-        payloads = [row.tobytes() for row in packed]
+        keys, payloads = latest_payloads(view, rows, as_of)
         shards = self._view_shards(view)
         try:
             counter = cluster_counter_key(view)

@@ -370,6 +370,21 @@ def latest_rows(
     return latest, keys
 
 
+def latest_payloads(
+    view: FeatureView,
+    rows: pd.DataFrame,
+    as_of: float | datetime | pd.Timestamp | None = None,
+) -> tuple[list[str], list[bytes]]:
+    """What a materialization writes, on one node or a cluster: each entity's
+    key and its packed record (timestamp and float32 values) from
+    :func:`latest_rows`. Rows are validated first."""
+    latest, keys = latest_rows(view, rows, as_of)
+    packed = np.empty(len(latest), dtype=_record_dtype(view))
+    packed["ts"] = epoch_seconds(latest[TIMESTAMP_COLUMN])
+    packed["values"] = latest[view.feature_names].to_numpy(dtype=np.float32)
+    return keys, [row.tobytes() for row in packed]
+
+
 def unlink_in_chunks(
     client: redis.Redis, keys: Sequence[str | bytes], chunk_size: int = 5_000
 ) -> int:
@@ -425,11 +440,7 @@ class OnlineStore:
         Rows are validated first: a bad column raises before anything is written.
         """
         view = self.registry.view(view_name)
-        latest, keys = latest_rows(view, rows, as_of)
-        packed = np.empty(len(latest), dtype=_record_dtype(view))
-        packed["ts"] = epoch_seconds(latest[TIMESTAMP_COLUMN])
-        packed["values"] = latest[view.feature_names].to_numpy(dtype=np.float32)
-        payloads = [row.tobytes() for row in packed]
+        keys, payloads = latest_payloads(view, rows, as_of)
 
         try:
             previous = self.client.get(records.current_key(view))
