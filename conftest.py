@@ -19,8 +19,9 @@ two promises hold for all of them:
    leaves, say, ``OMP_NUM_THREADS=1`` behind (Dask's nanny writes it there)
    makes every later notebook train on one thread and print numbers that
    differ from the ones stored. After the last test of each file the
-   environment must equal the one at the start (pytest's own
-   ``PYTEST_CURRENT_TEST`` aside); ``monkeypatch.setenv`` restores by itself.
+   environment must equal the one at the start (but for the names in
+   ``EnvironmentLeftAsFound.IGNORED``); ``monkeypatch.setenv`` restores by
+   itself.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ class RedisLeftAsFound:
 class EnvironmentLeftAsFound:
     """Compares ``os.environ`` after each file with the start of the session."""
 
-    IGNORED = frozenset({"PYTEST_CURRENT_TEST"})
+    #: Set by others and harmless to inherit: pytest's current test name, and
+    #: torch's inductor writes its default cache folder (/tmp/torchinductor_<user>)
+    #: here the first time it compiles, the folder a kernel would compute anyway.
+    IGNORED = frozenset({"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"})
 
     def __init__(self) -> None:
         # scikit-learn and joblib set KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK

@@ -12,7 +12,8 @@ Three things the library handles so a reader never meets them:
   library does not match the running standard library and the model fails to
   load (``'_thread.RLock' object has no attribute '_recursion_count'``). We put
   the running interpreter's own lib folder first on ``LD_LIBRARY_PATH``, which
-  PyTriton copies into the server's environment.
+  PyTriton copies into the server's environment, while it spawns the server
+  only (:func:`libpython_first_while_spawning`).
 * **Noise.** PyTriton echoes every server log line to stdout from a background
   thread, which would land in whatever notebook cell runs next. The log goes
   to a file instead, and its tail is shown when a start fails.
@@ -26,6 +27,8 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -140,6 +143,23 @@ def put_interpreter_libpython_first(
         )
 
 
+@contextmanager
+def libpython_first_while_spawning() -> Iterator[None]:
+    """:func:`put_interpreter_libpython_first` for the block, then ``os.environ``
+    as it was: the edit is for the ``tritonserver`` PyTriton spawns inside the
+    block, not for every process this one starts later (a Jupyter kernel
+    started by the same pytest run would inherit it)."""
+    before = os.environ.get("LD_LIBRARY_PATH")
+    put_interpreter_libpython_first()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = before
+
+
 class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixin):
     """A ``tritonserver`` process on loopback serving Python callables (PyTriton).
 
@@ -217,7 +237,6 @@ class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixi
             raise TritonUnavailable(reason)
         from pytriton.triton import Triton, TritonConfig
 
-        put_interpreter_libpython_first()
         self._workdir = Path(tempfile.mkdtemp(prefix="mlsd-triton-"))
         self.http_port, self.grpc_port, self.metrics_port = (
             free_loopback_port() for _ in range(3)
@@ -243,7 +262,8 @@ class TritonServer(LoopbackTritonFrontEnd, LoadsArtifactsHere, ModelRegistryMixi
         )
         for model in self._models.values():
             self._bind_to_triton(model)
-        self._run_with_timeout()
+        with libpython_first_while_spawning():
+            self._run_with_timeout()
         port = self.http_port if self.protocol == "http" else self.grpc_port
         address = f"{LOOPBACK}:{port}"
         self._client = TritonClient(address, self.protocol, self.request_timeout_s)
