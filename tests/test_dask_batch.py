@@ -7,6 +7,7 @@ on 1 and 2 workers, at small sizes.
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 from collections.abc import Iterator
@@ -304,10 +305,14 @@ def test_the_sampler_sees_a_short_lived_peak():
     start_sampling(0.001)
     try:
         take_peak_mb()
-        block = np.ones(200 * mib // 8)  # 200 MiB, touched, then freed
-        # The resident set while the block is held, read directly. (Not "the
-        # baseline + 200 MiB": late in a long pytest session other threads and
-        # the garbage collector free memory meanwhile, so the baseline moves.)
+        # 200 MiB mapped and touched outside malloc, then unmapped. (A numpy
+        # array would come from malloc, which late in a long pytest session
+        # reuses heap pages already resident, so the resident set neither rises
+        # when it is allocated nor falls when it is freed.)
+        block = mmap.mmap(-1, 200 * mib)
+        pages = np.frombuffer(block, dtype=np.uint8)
+        pages[:] = 1
+        del pages
         held = psutil.Process().memory_info().rss
         # Wait until the sampler thread has run with the block held (on a
         # loaded machine it may wait longer than its 1 ms interval for the GIL).
@@ -315,7 +320,7 @@ def test_the_sampler_sees_a_short_lived_peak():
         while worker_memory._STATE["peak"] < held - 20 * mib:
             assert time.monotonic() < deadline, "the sampler never ran"
             time.sleep(0.01)
-        del block
+        block.close()
         after = psutil.Process().memory_info().rss
         assert after < held - 150 * mib  # the block is gone from the process
         peak = take_peak_mb()
