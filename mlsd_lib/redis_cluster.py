@@ -64,6 +64,7 @@ from mlsd_lib.redis_backend import (
     PrivateRedisServer,
     RedisUnavailable,
     embedded_server_binary,
+    real_server_binary,
 )
 
 #: The environment variable that names a cluster's seed node.
@@ -422,7 +423,7 @@ def _slot_ranges(masters: int) -> list[tuple[int, int]]:
 
 
 def _server_binary() -> str:
-    found = shutil.which("redis-server") or embedded_server_binary()[0]
+    found = real_server_binary()
     if found is None:
         raise ClusterStartFailed(
             f"no cluster can start here: {cluster_binaries_missing()}."

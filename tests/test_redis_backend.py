@@ -70,6 +70,27 @@ def test_without_redis_server_the_embedded_valkey_server_runs(monkeypatch):
 
 
 @pytest.mark.redis
+def test_a_private_server_without_redis_server_is_the_embedded_one(monkeypatch):
+    """The drills start their own server to kill it; without the system package
+    that is the embedded valkey-server, and with neither the error says what to
+    do."""
+    embedded, why_not = redis_backend.embedded_server_binary()
+    if embedded is None:
+        pytest.skip(why_not)
+    monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
+    assert redis_backend.real_server_binary() == embedded
+    with redis_backend.PrivateRedisServer() as server:
+        assert server.binary == embedded
+        client = redis.Redis.from_url(server.url)
+        assert client.info("server")["valkey_version"].startswith("9.")
+        client.close()
+    _no_embedded_server(monkeypatch)
+    assert redis_backend.real_server_binary() is None
+    with pytest.raises(RedisUnavailable, match="no redis-server on PATH and valkey"):
+        redis_backend.PrivateRedisServer()
+
+
+@pytest.mark.redis
 @pytest.mark.parametrize("server", ["real_redis_url", "embedded_redis_url"])
 def test_wait_answers_on_a_server_without_replicas(request, server):
     """``WAIT`` (the cluster store's durability check) is a real command on both
