@@ -11,7 +11,6 @@ skipped, with the reason, only when no such server exists; CI always has both.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import fakeredis
@@ -20,7 +19,11 @@ import redis
 
 from mlsd_lib.config import load_settings
 from mlsd_lib.net import wait_until
-from mlsd_lib.redis_backend import PrivateRedisServer, embedded_server_binary
+from mlsd_lib.redis_backend import (
+    PrivateRedisServer,
+    embedded_server_binary,
+    real_server_binary,
+)
 from mlsd_lib.redis_cluster import (
     PrivateRedisCluster,
     cluster_binaries_missing,
@@ -43,7 +46,7 @@ def real_redis_url() -> Iterator[str]:
     Never ``REDIS_URL``: that may be the reader's own server, and these tests
     empty their database (the root ``conftest.py`` checks that a session leaves
     ``REDIS_URL``'s keys as it found them)."""
-    binary = shutil.which("redis-server") or embedded_server_binary()[0]
+    binary = real_server_binary()
     if binary is None:
         pytest.skip(NO_REAL_REDIS)
     with PrivateRedisServer(binary) as server:

@@ -3,7 +3,6 @@ two drills run for real (Redis killed; a broken canary rolled back)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import httpx
@@ -17,7 +16,7 @@ from mlsd_lib.adclick.experiment import sample_requests
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
-from mlsd_lib.redis_backend import PrivateRedisServer
+from mlsd_lib.redis_backend import PrivateRedisServer, real_server_binary
 from mlsd_lib.serving.broken_model import InvertedLogit, mean_logit
 from mlsd_lib.serving.canary_rollback import (
     ArmMetrics,
@@ -264,9 +263,12 @@ def _config(tmp_path) -> GatewayConfig:
 @pytest.mark.faults
 @pytest.mark.redis
 def test_redis_drill_degrades_then_recovers_without_a_failed_request(tmp_path, example):
-    binary = shutil.which("redis-server")
+    binary = real_server_binary()
     if binary is None:
-        pytest.skip("no redis-server on PATH to kill and restart (CI has one)")
+        pytest.skip(
+            "no redis-server on PATH and no embedded valkey-server to kill and "
+            "restart (CI has one)"
+        )
     with PrivateRedisServer(binary) as server:
         client = redis.Redis.from_url(
             server.url, socket_timeout=0.5, socket_connect_timeout=0.5

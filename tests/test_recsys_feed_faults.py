@@ -10,7 +10,6 @@ feed flagged ``degraded`` while the dependency is gone.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 import time
@@ -27,7 +26,7 @@ from mlsd_lib.features.views import FeatureRegistry
 from mlsd_lib.recsys.feed import FeedSettings
 from mlsd_lib.recsys.gateway import FeedService, add_feed_routes
 from mlsd_lib.recsys.serving import deploy_release
-from mlsd_lib.redis_backend import PrivateRedisServer
+from mlsd_lib.redis_backend import PrivateRedisServer, real_server_binary
 from mlsd_lib.serving.gateway import GatewayConfig, create_app
 from mlsd_lib.serving.gateway.server import GatewayServer
 from mlsd_lib.serving.inprocess import InProcessModelServer
@@ -172,8 +171,11 @@ def test_killing_triton_under_load_degrades_every_feed_and_fails_none(
 
 
 def test_killing_redis_under_load_degrades_then_recovers(release, tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("no redis-server on PATH to kill and restart (CI has one)")
+    if real_server_binary() is None:
+        pytest.skip(
+            "no redis-server on PATH and no embedded valkey-server to kill and "
+            "restart (CI has one)"
+        )
     server = PrivateRedisServer().start()
     try:
         client = redis.Redis.from_url(

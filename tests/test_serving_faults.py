@@ -13,7 +13,6 @@ the dependency is back.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
@@ -25,7 +24,7 @@ import torch
 
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
-from mlsd_lib.redis_backend import PrivateRedisServer
+from mlsd_lib.redis_backend import PrivateRedisServer, real_server_binary
 from mlsd_lib.serving.gateway import Deployment, Deployments, GatewayConfig, create_app
 from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, torch_infer_fn
@@ -87,9 +86,12 @@ def in_process_linear() -> InProcessModelServer:
 
 @pytest.fixture
 def private_redis():
-    binary = shutil.which("redis-server")
+    binary = real_server_binary()
     if binary is None:
-        pytest.skip("no redis-server on PATH to kill and restart (CI has one)")
+        pytest.skip(
+            "no redis-server on PATH and no embedded valkey-server to kill and "
+            "restart (CI has one)"
+        )
     server = PrivateRedisServer(binary).start()
     yield server
     server.stop()
