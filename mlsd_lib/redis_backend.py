@@ -259,15 +259,19 @@ def _has_exited(process: subprocess.Popen[bytes]) -> bool:
     return process.poll() is not None
 
 
-def _server_version(client: redis.Redis) -> str:
+def _server_identity(client: redis.Redis) -> dict[str, str]:
+    """``server_program`` and ``server_version`` from one ``INFO server``: Valkey
+    says so (``valkey_version``), anything else is taken for Redis."""
     info = client.info("server")
-    return str(info.get("valkey_version") or info.get("redis_version", "unknown"))
-
-
-def _server_program(client: redis.Redis) -> str:
-    """``valkey-server`` when the server says it is Valkey, else ``redis-server``."""
-    is_valkey = "valkey_version" in client.info("server")
-    return "valkey-server" if is_valkey else "redis-server"
+    if "valkey_version" in info:
+        return {
+            "server_program": "valkey-server",
+            "server_version": str(info["valkey_version"]),
+        }
+    return {
+        "server_program": "redis-server",
+        "server_version": str(info.get("redis_version", "unknown")),
+    }
 
 
 def embedded_server_binary() -> tuple[str | None, str]:
@@ -301,8 +305,7 @@ def _private_backend(binary: str, kind: BackendKind, reason: str) -> RedisBacken
         kind=kind,
         address=server.url.removesuffix("/0"),
         reason=reason,
-        server_version=_server_version(client),
-        server_program=_server_program(client),
+        **_server_identity(client),
         _server=server,
     )
 
@@ -323,8 +326,7 @@ def _connect_url(url: str) -> RedisBackend:
         kind="redis-url",
         address=url,
         reason="chosen by REDIS_URL",
-        server_version=_server_version(client),
-        server_program=_server_program(client),
+        **_server_identity(client),
     )
 
 

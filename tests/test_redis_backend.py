@@ -19,7 +19,7 @@ from mlsd_lib.redis_backend import (
 )
 
 #: A private server runs redis-server, else the embedded valkey-server: these
-#: tests run on whichever this machine has (CI: both, with and without the package).
+#: tests run on whichever this machine has (CI has redis-server; without it, valkey).
 needs_a_real_server = pytest.mark.skipif(
     redis_backend.real_server_binary() is None,
     reason="neither redis-server on PATH nor the embedded valkey-server",
