@@ -259,6 +259,13 @@ def _has_exited(process: subprocess.Popen[bytes]) -> bool:
     return process.poll() is not None
 
 
+def server_name(client: redis.Redis) -> str:
+    """The program and version answering ``client``, e.g. ``valkey-server 9.1.2``:
+    how the failure drills announce the private server they kill."""
+    identity = _server_identity(client)
+    return f"{identity['server_program']} {identity['server_version']}"
+
+
 def _server_identity(client: redis.Redis) -> dict[str, str]:
     """``server_program`` and ``server_version`` from one ``INFO server``: Valkey
     says so (``valkey_version``), anything else is taken for Redis."""

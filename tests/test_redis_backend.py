@@ -85,6 +85,7 @@ def test_a_private_server_without_redis_server_is_the_embedded_one(monkeypatch):
         assert server.binary == embedded
         client = redis.Redis.from_url(server.url)
         assert client.info("server")["valkey_version"].startswith("9.")
+        assert redis_backend.server_name(client).startswith("valkey-server 9.")
         client.close()
     _no_embedded_server(monkeypatch)
     assert redis_backend.real_server_binary() is None
