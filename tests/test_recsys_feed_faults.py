@@ -26,7 +26,6 @@ from mlsd_lib.features.views import FeatureRegistry
 from mlsd_lib.recsys.feed import FeedSettings
 from mlsd_lib.recsys.gateway import FeedService, add_feed_routes
 from mlsd_lib.recsys.serving import deploy_release
-from mlsd_lib.redis_backend import PrivateRedisServer, real_server_binary
 from mlsd_lib.serving.gateway import GatewayConfig, create_app
 from mlsd_lib.serving.gateway.server import GatewayServer
 from mlsd_lib.serving.inprocess import InProcessModelServer
@@ -170,39 +169,33 @@ def test_killing_triton_under_load_degrades_every_feed_and_fails_none(
     assert all("user_tower" in r or "user tower" in r for r in reasons), reasons
 
 
-def test_killing_redis_under_load_degrades_then_recovers(release, tmp_path):
-    if real_server_binary() is None:
-        pytest.skip(
-            "no redis-server on PATH and no embedded valkey-server to kill and "
-            "restart (CI has one)"
-        )
-    server = PrivateRedisServer().start()
-    try:
-        client = redis.Redis.from_url(
-            server.url, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-        release.load_histories(client)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            models = deploy_release(
-                release.registry, release.release, InProcessModelServer("test"),
-                release.item_features,
-            )  # fmt: skip
-        app = gateway_app(release, client, models, tmp_path)
-        bodies = [body(release, u) for u in range(0, 300, 7)]
-        with GatewayServer(app) as gateway, FeedLoad(gateway.url, bodies) as load:
-            load.wait_for(30)
-            killed_at = time.perf_counter()
-            server.kill()
-            load.wait_for(40)
-            down = load.since(killed_at)
-            server.start(port=server.port)
-            release.load_histories(client)  # a restarted cache is refilled
-            refilled_at = time.perf_counter()
-            load.wait_for(40, sent_after=refilled_at + 0.2)
-            back = load.since(refilled_at + 0.2)
-    finally:
-        server.stop()
+def test_killing_redis_under_load_degrades_then_recovers(
+    release, tmp_path, private_redis
+):
+    server = private_redis
+    client = redis.Redis.from_url(
+        server.url, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    release.load_histories(client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        models = deploy_release(
+            release.registry, release.release, InProcessModelServer("test"),
+            release.item_features,
+        )  # fmt: skip
+    app = gateway_app(release, client, models, tmp_path)
+    bodies = [body(release, u) for u in range(0, 300, 7)]
+    with GatewayServer(app) as gateway, FeedLoad(gateway.url, bodies) as load:
+        load.wait_for(30)
+        killed_at = time.perf_counter()
+        server.kill()
+        load.wait_for(40)
+        down = load.since(killed_at)
+        server.start(port=server.port)
+        release.load_histories(client)  # a restarted cache is refilled
+        refilled_at = time.perf_counter()
+        load.wait_for(40, sent_after=refilled_at + 0.2)
+        back = load.since(refilled_at + 0.2)
     assert all(o.status == 200 for o in load.outcomes)
     assert down and all(o.degraded for o in down)
     assert all("Redis" in o.reason or "Connection" in o.reason for o in down)

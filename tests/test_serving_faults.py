@@ -24,7 +24,6 @@ import torch
 
 from mlsd_lib.features.examples import CANDIDATE_REFS, make_ads_example
 from mlsd_lib.features.online import OnlineStore
-from mlsd_lib.redis_backend import PrivateRedisServer, real_server_binary
 from mlsd_lib.serving.gateway import Deployment, Deployments, GatewayConfig, create_app
 from mlsd_lib.serving.gateway.demo import materialize_replayed
 from mlsd_lib.serving.gateway.deploy import RegistryDeployer, torch_infer_fn
@@ -82,19 +81,6 @@ def in_process_linear() -> InProcessModelServer:
     server = InProcessModelServer("test")
     server.bind("linear", torch_infer_fn(Linear().eval()), *SPECS, 512)
     return server
-
-
-@pytest.fixture
-def private_redis():
-    binary = real_server_binary()
-    if binary is None:
-        pytest.skip(
-            "no redis-server on PATH and no embedded valkey-server to kill and "
-            "restart (CI has one)"
-        )
-    server = PrivateRedisServer(binary).start()
-    yield server
-    server.stop()
 
 
 def test_redis_killed_under_load_degrades_then_recovers(
